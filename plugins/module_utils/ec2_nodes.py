@@ -1,0 +1,93 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""EC2 calls for node groups: every call covers the whole group, never one node."""
+
+from __future__ import annotations
+
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils.tagging import (
+    ROLE_TAG,
+    cluster_filter,
+    tag_specifications,
+    to_dict,
+    to_list,
+)
+
+NUMBER_TAG = "helix/node-number"
+LIVE_STATES = ["pending", "running", "stopping", "stopped"]
+WAIT_DELAY = 5
+
+
+def describe_group(ec2, cluster_name, role):
+    """Live instances of one node group, in one paginated call."""
+    filters = [
+        cluster_filter(cluster_name),
+        {"Name": f"tag:{ROLE_TAG}", "Values": [role]},
+        {"Name": "instance-state-name", "Values": LIVE_STATES},
+    ]
+    paginator = ec2.get_paginator("describe_instances")
+    return [
+        instance
+        for page in paginator.paginate(Filters=filters)
+        for reservation in page["Reservations"]
+        for instance in reservation["Instances"]
+    ]
+
+
+def describe_ids(ec2, instance_ids):
+    paginator = ec2.get_paginator("describe_instances")
+    return [
+        instance
+        for page in paginator.paginate(InstanceIds=instance_ids)
+        for reservation in page["Reservations"]
+        for instance in reservation["Instances"]
+    ]
+
+
+def node_number(instance):
+    value = to_dict(instance.get("Tags")).get(NUMBER_TAG, "")
+    return int(value) if value.isdigit() else None
+
+
+def launch(ec2, launch_template, subnet_id, count, tags):
+    """Launch `count` instances in one subnet with a single RunInstances call."""
+    response = ec2.run_instances(
+        LaunchTemplate={"LaunchTemplateName": launch_template, "Version": "$Default"},
+        SubnetId=subnet_id,
+        MinCount=count,
+        MaxCount=count,
+        TagSpecifications=tag_specifications(["instance", "volume", "network-interface"], tags),
+    )
+    return sorted(response["Instances"], key=lambda i: i.get("AmiLaunchIndex", 0))
+
+
+def name_instance(ec2, instance_id, name, number):
+    ec2.create_tags(Resources=[instance_id], Tags=to_list({"Name": name, NUMBER_TAG: str(number)}))
+
+
+def terminate(ec2, instance_ids):
+    if instance_ids:
+        ec2.terminate_instances(InstanceIds=instance_ids)
+
+
+def wait(ec2, waiter_name, instance_ids, timeout):
+    """One waiter for the whole batch; polls every few seconds up to `timeout`."""
+    if instance_ids:
+        ec2.get_waiter(waiter_name).wait(
+            InstanceIds=instance_ids,
+            WaiterConfig={"Delay": WAIT_DELAY, "MaxAttempts": max(1, timeout // WAIT_DELAY)},
+        )
+
+
+def node_facts(instance, role, number, name):
+    return {
+        "id": instance["InstanceId"],
+        "name": name,
+        "role": role,
+        "number": number,
+        "az": instance.get("Placement", {}).get("AvailabilityZone"),
+        "subnet_id": instance.get("SubnetId"),
+        "private_ip": instance.get("PrivateIpAddress"),
+        "public_ip": instance.get("PublicIpAddress"),
+        "state": instance.get("State", {}).get("Name"),
+    }

@@ -1,0 +1,318 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Find a cluster's AWS resources by its ownership tag and delete them in dependency order.
+
+Each kind is a pair of functions: find(api, cluster) -> [id] and delete(api, id). A layer is an
+ordered list of kinds; what a later kind needs gone (an instance holding a security group, a
+subnet holding a route table association) comes earlier in the list.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import AwsError, error_code
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils.tagging import cluster_filter, cluster_tag_key, to_dict
+
+LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
+
+
+def iam_path(cluster_name):
+    """IAM has no tag filter; the cluster's roles and instance profiles live under this path."""
+    return f"/helix/{cluster_name}/"
+
+
+class Api:
+    """Clients made on first use, so a layer only connects to the services it touches."""
+
+    def __init__(self, client_factory):
+        self._factory = client_factory
+        self._clients = {}
+
+    def __getattr__(self, service):
+        if service.startswith("_"):
+            raise AttributeError(service)
+        if service not in self._clients:
+            self._clients[service] = self._factory(service)
+        return self._clients[service]
+
+
+def _ec2_ids(api, operation, result_key, id_key, cluster, extra_filters=()):
+    paginator = api.ec2.get_paginator(operation)
+    filters = [cluster_filter(cluster), *extra_filters]
+    return [item[id_key] for page in paginator.paginate(Filters=filters) for item in page[result_key]]
+
+
+def _ignore_missing(call, *missing_codes):
+    try:
+        call()
+    except AwsError as e:
+        if error_code(e) not in missing_codes:
+            raise
+
+
+# --- EC2 -------------------------------------------------------------------------------------
+
+
+def find_instances(api, cluster):
+    paginator = api.ec2.get_paginator("describe_instances")
+    filters = [cluster_filter(cluster), {"Name": "instance-state-name", "Values": LIVE_INSTANCE_STATES}]
+    return [
+        i["InstanceId"]
+        for page in paginator.paginate(Filters=filters)
+        for r in page["Reservations"]
+        for i in r["Instances"]
+    ]
+
+
+def delete_instances(api, ids, timeout=600):
+    """Instances go in one call and one wait, not one per node."""
+    api.ec2.terminate_instances(InstanceIds=ids)
+    api.ec2.get_waiter("instance_terminated").wait(
+        InstanceIds=ids, WaiterConfig={"Delay": 5, "MaxAttempts": max(1, timeout // 5)}
+    )
+
+
+def find_launch_templates(api, cluster):
+    return _ec2_ids(api, "describe_launch_templates", "LaunchTemplates", "LaunchTemplateId", cluster)
+
+
+def delete_launch_template(api, template_id):
+    api.ec2.delete_launch_template(LaunchTemplateId=template_id)
+
+
+def find_security_groups(api, cluster):
+    return _ec2_ids(api, "describe_security_groups", "SecurityGroups", "GroupId", cluster)
+
+
+def revoke_cross_references(api, group_ids):
+    """Groups that name each other in rules cannot be deleted until those rules are gone."""
+    if not group_ids:
+        return
+    groups = api.ec2.describe_security_groups(GroupIds=group_ids)["SecurityGroups"]
+    for group in groups:
+        referencing = [p for p in group.get("IpPermissions", []) if p.get("UserIdGroupPairs")]
+        if referencing:
+            api.ec2.revoke_security_group_ingress(GroupId=group["GroupId"], IpPermissions=referencing)
+
+
+def delete_security_group(api, group_id):
+    _ignore_missing(lambda: api.ec2.delete_security_group(GroupId=group_id), "InvalidGroup.NotFound")
+
+
+def find_network_interfaces(api, cluster):
+    return _ec2_ids(
+        api,
+        "describe_network_interfaces",
+        "NetworkInterfaces",
+        "NetworkInterfaceId",
+        cluster,
+        [{"Name": "status", "Values": ["available"]}],
+    )
+
+
+def delete_network_interface(api, eni_id):
+    _ignore_missing(
+        lambda: api.ec2.delete_network_interface(NetworkInterfaceId=eni_id), "InvalidNetworkInterfaceID.NotFound"
+    )
+
+
+def find_volumes(api, cluster):
+    return _ec2_ids(api, "describe_volumes", "Volumes", "VolumeId", cluster, [{"Name": "status", "Values": ["available"]}])
+
+
+def delete_volume(api, volume_id):
+    _ignore_missing(lambda: api.ec2.delete_volume(VolumeId=volume_id), "InvalidVolume.NotFound")
+
+
+def find_subnets(api, cluster):
+    return _ec2_ids(api, "describe_subnets", "Subnets", "SubnetId", cluster)
+
+
+def delete_subnet(api, subnet_id):
+    api.ec2.delete_subnet(SubnetId=subnet_id)
+
+
+def find_route_tables(api, cluster):
+    paginator = api.ec2.get_paginator("describe_route_tables")
+    return [
+        table["RouteTableId"]
+        for page in paginator.paginate(Filters=[cluster_filter(cluster)])
+        for table in page["RouteTables"]
+        if not any(a.get("Main") for a in table.get("Associations", []))
+    ]
+
+
+def delete_route_table(api, table_id):
+    table = api.ec2.describe_route_tables(RouteTableIds=[table_id])["RouteTables"][0]
+    for association in table.get("Associations", []):
+        api.ec2.disassociate_route_table(AssociationId=association["RouteTableAssociationId"])
+    api.ec2.delete_route_table(RouteTableId=table_id)
+
+
+def find_internet_gateways(api, cluster):
+    return _ec2_ids(api, "describe_internet_gateways", "InternetGateways", "InternetGatewayId", cluster)
+
+
+def delete_internet_gateway(api, gateway_id):
+    gateway = api.ec2.describe_internet_gateways(InternetGatewayIds=[gateway_id])["InternetGateways"][0]
+    for attachment in gateway.get("Attachments", []):
+        api.ec2.detach_internet_gateway(InternetGatewayId=gateway_id, VpcId=attachment["VpcId"])
+    api.ec2.delete_internet_gateway(InternetGatewayId=gateway_id)
+
+
+def find_vpcs(api, cluster):
+    return _ec2_ids(api, "describe_vpcs", "Vpcs", "VpcId", cluster)
+
+
+def delete_vpc(api, vpc_id):
+    api.ec2.delete_vpc(VpcId=vpc_id)
+
+
+def find_key_pairs(api, cluster):
+    response = api.ec2.describe_key_pairs(Filters=[cluster_filter(cluster)])
+    return [k["KeyName"] for k in response["KeyPairs"]]
+
+
+def delete_key_pair(api, key_name):
+    api.ec2.delete_key_pair(KeyName=key_name)
+
+
+# --- IAM -------------------------------------------------------------------------------------
+
+
+def find_instance_profiles(api, cluster):
+    paginator = api.iam.get_paginator("list_instance_profiles")
+    return [
+        p["InstanceProfileName"]
+        for page in paginator.paginate(PathPrefix=iam_path(cluster))
+        for p in page["InstanceProfiles"]
+    ]
+
+
+def delete_instance_profile(api, name):
+    profile = api.iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+    for role in profile.get("Roles", []):
+        api.iam.remove_role_from_instance_profile(InstanceProfileName=name, RoleName=role["RoleName"])
+    api.iam.delete_instance_profile(InstanceProfileName=name)
+
+
+def find_roles(api, cluster):
+    paginator = api.iam.get_paginator("list_roles")
+    return [r["RoleName"] for page in paginator.paginate(PathPrefix=iam_path(cluster)) for r in page["Roles"]]
+
+
+def delete_role(api, name):
+    for policy in api.iam.list_role_policies(RoleName=name)["PolicyNames"]:
+        api.iam.delete_role_policy(RoleName=name, PolicyName=policy)
+    for policy in api.iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
+        api.iam.detach_role_policy(RoleName=name, PolicyArn=policy["PolicyArn"])
+    api.iam.delete_role(RoleName=name)
+
+
+# --- ECR and S3 ------------------------------------------------------------------------------
+
+
+def find_repositories(api, cluster):
+    """ECR cannot filter by tag: look at the cluster's name prefix, then confirm the tag."""
+    paginator = api.ecr.get_paginator("describe_repositories")
+    owned = []
+    for page in paginator.paginate():
+        for repo in page["repositories"]:
+            if not repo["repositoryName"].startswith(f"{cluster}/"):
+                continue
+            tags = api.ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"]).get("tags", [])
+            if to_dict(tags).get(cluster_tag_key(cluster)) == "owned":
+                owned.append(repo["repositoryName"])
+    return owned
+
+
+def delete_repository(api, name):
+    api.ecr.delete_repository(repositoryName=name, force=True)
+
+
+def find_buckets(api, cluster):
+    """S3 cannot filter by tag: look at buckets named after the cluster, then confirm the tag."""
+    owned = []
+    for bucket in api.s3.list_buckets().get("Buckets", []):
+        if cluster not in bucket["Name"]:
+            continue
+        try:
+            tags = api.s3.get_bucket_tagging(Bucket=bucket["Name"])["TagSet"]
+        except AwsError as e:
+            if error_code(e) in ("NoSuchTagSet", "NoSuchBucket"):
+                continue
+            raise
+        if to_dict(tags).get(cluster_tag_key(cluster)) == "owned":
+            owned.append(bucket["Name"])
+    return owned
+
+
+def delete_bucket(api, name):
+    """Every object version and delete marker goes first, 1,000 per request."""
+    paginator = api.s3.get_paginator("list_object_versions")
+    for page in paginator.paginate(Bucket=name):
+        keys = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+        ]
+        if keys:
+            api.s3.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
+    api.s3.delete_bucket(Bucket=name)
+
+
+# --- Layers ----------------------------------------------------------------------------------
+
+# (kind, find, delete one, delete many): kinds in dependency order within each layer.
+KINDS = {
+    "instance": (find_instances, None, delete_instances),
+    "launch_template": (find_launch_templates, delete_launch_template, None),
+    "instance_profile": (find_instance_profiles, delete_instance_profile, None),
+    "iam_role": (find_roles, delete_role, None),
+    "network_interface": (find_network_interfaces, delete_network_interface, None),
+    "volume": (find_volumes, delete_volume, None),
+    "security_group": (find_security_groups, delete_security_group, None),
+    "subnet": (find_subnets, delete_subnet, None),
+    "route_table": (find_route_tables, delete_route_table, None),
+    "internet_gateway": (find_internet_gateways, delete_internet_gateway, None),
+    "vpc": (find_vpcs, delete_vpc, None),
+    "key_pair": (find_key_pairs, delete_key_pair, None),
+    "ecr_repository": (find_repositories, delete_repository, None),
+    "s3_bucket": (find_buckets, delete_bucket, None),
+}
+
+LAYER_KINDS = {
+    "infrastructure": [
+        "instance",
+        "launch_template",
+        "instance_profile",
+        "iam_role",
+        "network_interface",
+        "volume",
+        "security_group",
+        "subnet",
+        "route_table",
+        "internet_gateway",
+        "vpc",
+    ],
+    "bootstrap": ["key_pair", "ecr_repository", "s3_bucket"],
+}
+
+
+def find(api, cluster, kinds):
+    return [(kind, resource_id) for kind in kinds for resource_id in KINDS[kind][0](api, cluster)]
+
+
+def delete(api, found):
+    """Delete what find() returned, in its order; groups are unlinked from each other first."""
+    by_kind = {}
+    for kind, resource_id in found:
+        by_kind.setdefault(kind, []).append(resource_id)
+    for kind, ids in by_kind.items():
+        _find, delete_one, delete_many = KINDS[kind]
+        if kind == "security_group":
+            revoke_cross_references(api, ids)
+        if delete_many:
+            delete_many(api, ids)
+        else:
+            for resource_id in ids:
+                delete_one(api, resource_id)

@@ -1,0 +1,88 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: layer_teardown
+short_description: Delete every AWS resource of one cluster layer, found by the cluster tag
+version_added: 0.1.0
+description:
+  - Finds the AWS resources of one layer of a cluster by the tag C(kubernetes.io/cluster/<cluster_name>=owned)
+    (IAM by the path C(/helix/<cluster_name>/), ECR and S3 by name prefix confirmed by that tag) and deletes
+    them in dependency order.
+  - Because resources are found, not remembered, a half-created layer is deleted too, and deleting twice is
+    a no-op.
+  - O(layer=infrastructure) removes instances (terminated with one call and one wait), launch templates,
+    instance profiles, IAM roles with their policies, detached network interfaces and volumes, security groups,
+    subnets, route tables, internet gateways and VPCs.
+  - O(layer=bootstrap) removes the key pair, the ECR repositories with their images and the S3 bucket with
+    every object version.
+author:
+  - helix platform engineering
+options:
+  cluster_name:
+    description: Name of the cluster.
+    type: str
+    required: true
+  layer:
+    description: The layer whose resources are deleted.
+    type: str
+    required: true
+    choices: [bootstrap, infrastructure]
+extends_documentation_fragment:
+  - helix.kubeadm_aws.aws
+attributes:
+  check_mode:
+    support: full
+    description: Lists what would be deleted.
+  diff_mode:
+    support: none
+    description: Not supported.
+"""
+
+EXAMPLES = r"""
+- name: Delete the infrastructure layer of the demo cluster
+  helix.kubeadm_aws.layer_teardown:
+    cluster_name: demo
+    layer: infrastructure
+"""
+
+RETURN = r"""
+deleted:
+  description: What was deleted (in check mode, what would be), in deletion order.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - kind: instance
+      id: i-0123456789abcdef0
+    - kind: vpc
+      id: vpc-0123
+"""
+
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils import teardown
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import AwsError, AwsModule
+
+
+def main():
+    argument_spec = dict(
+        cluster_name=dict(type="str", required=True),
+        layer=dict(type="str", required=True, choices=sorted(teardown.LAYER_KINDS)),
+    )
+    aws = AwsModule(argument_spec, supports_check_mode=True)
+    cluster, layer = aws.params["cluster_name"], aws.params["layer"]
+    api = teardown.Api(aws.client)
+    try:
+        found = teardown.find(api, cluster, teardown.LAYER_KINDS[layer])
+        if not aws.check_mode:
+            teardown.delete(api, found)
+    except AwsError as e:
+        aws.fail_aws(e, f"layer_teardown: could not delete the {layer} layer of {cluster}")
+    aws.exit_json(changed=bool(found), deleted=[{"kind": kind, "id": rid} for kind, rid in found])
+
+
+if __name__ == "__main__":
+    main()
