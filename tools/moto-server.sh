@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Start or stop the local AWS endpoint (moto in server mode) on loopback.
+set -euo pipefail
+action=$1 port=$2
+state_dir=.cache/moto
+pid_file=$state_dir/$port.pid
+url=http://127.0.0.1:$port
+
+answering() { curl -fsS -o /dev/null "$url/moto-api/" 2>/dev/null; }
+
+case $action in
+start)
+  if answering; then echo "local AWS endpoint already running at $url"; exit 0; fi
+  mkdir -p "$state_dir"
+  nohup .venv/bin/moto_server -H 127.0.0.1 -p "$port" >"$state_dir/$port.log" 2>&1 &
+  echo $! >"$pid_file"
+  for _ in $(seq 100); do answering && { echo "local AWS endpoint started at $url"; exit 0; }; sleep 0.1; done
+  echo "moto server did not answer at $url; see $state_dir/$port.log" >&2; exit 1 ;;
+stop)
+  [ -f "$pid_file" ] && kill "$(cat "$pid_file")" 2>/dev/null || true
+  rm -f "$pid_file" ;;
+*) echo "usage: $0 start|stop PORT" >&2; exit 2 ;;
+esac
