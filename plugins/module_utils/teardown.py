@@ -10,6 +10,9 @@ subnet holding a route table association) comes earlier in the list.
 
 from __future__ import annotations
 
+import random
+import time
+
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import AwsError, error_code
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.tagging import cluster_filter, cluster_tag_key, to_dict
 
@@ -48,6 +51,90 @@ def _ignore_missing(call, *missing_codes):
     except AwsError as e:
         if error_code(e) not in missing_codes:
             raise
+
+
+def _retry_while_in_use(call, timeout=300):
+    """Retry on DependencyViolation with jittered back-off, until timeout seconds have passed.
+
+    What AWS removes by itself after a delete (the network interfaces of a load balancer, the
+    attachments of a terminated instance) goes a while later, and holds security groups, subnets
+    and gateways until it has gone.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 2.0
+    while True:
+        try:
+            return call()
+        except AwsError as e:
+            if error_code(e) != "DependencyViolation" or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay * random.uniform(0.5, 1.0))
+        delay = min(delay * 2, 30.0)
+
+
+def _batches(items, size):
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+# --- Load balancers made by the cluster (Services of type LoadBalancer) ----------------------
+
+# describe_tags of ELB and ELBv2 takes at most 20 resources per call.
+TAG_BATCH = 20
+
+
+def _owned(tags, cluster):
+    return to_dict(tags).get(cluster_tag_key(cluster)) == "owned"
+
+
+def find_load_balancers(api, cluster):
+    """ELBv2 (network and application) load balancers carrying the cluster tag, by ARN."""
+    paginator = api.elbv2.get_paginator("describe_load_balancers")
+    arns = [lb["LoadBalancerArn"] for page in paginator.paginate() for lb in page["LoadBalancers"]]
+    return _owned_elbv2(api, arns, cluster)
+
+
+def find_target_groups(api, cluster):
+    """ELBv2 target groups carrying the cluster tag, by ARN."""
+    paginator = api.elbv2.get_paginator("describe_target_groups")
+    arns = [tg["TargetGroupArn"] for page in paginator.paginate() for tg in page["TargetGroups"]]
+    return _owned_elbv2(api, arns, cluster)
+
+
+def _owned_elbv2(api, arns, cluster):
+    owned = []
+    for batch in _batches(arns, TAG_BATCH):
+        for description in api.elbv2.describe_tags(ResourceArns=batch)["TagDescriptions"]:
+            if _owned(description.get("Tags"), cluster):
+                owned.append(description["ResourceArn"])
+    return owned
+
+
+def delete_load_balancers(api, arns, timeout=600):
+    for arn in arns:
+        _ignore_missing(lambda arn=arn: api.elbv2.delete_load_balancer(LoadBalancerArn=arn), "LoadBalancerNotFound")
+    api.elbv2.get_waiter("load_balancers_deleted").wait(
+        LoadBalancerArns=arns, WaiterConfig={"Delay": 5, "MaxAttempts": max(1, timeout // 5)}
+    )
+
+
+def delete_target_group(api, arn):
+    _ignore_missing(lambda: api.elbv2.delete_target_group(TargetGroupArn=arn), "TargetGroupNotFound")
+
+
+def find_classic_load_balancers(api, cluster):
+    """Classic ELBs carrying the cluster tag, by name (what the in-tree AWS cloud provider makes)."""
+    paginator = api.elb.get_paginator("describe_load_balancers")
+    names = [lb["LoadBalancerName"] for page in paginator.paginate() for lb in page["LoadBalancerDescriptions"]]
+    owned = []
+    for batch in _batches(names, TAG_BATCH):
+        for description in api.elb.describe_tags(LoadBalancerNames=batch)["TagDescriptions"]:
+            if _owned(description.get("Tags"), cluster):
+                owned.append(description["LoadBalancerName"])
+    return owned
+
+
+def delete_classic_load_balancer(api, name):
+    api.elb.delete_load_balancer(LoadBalancerName=name)
 
 
 # --- EC2 -------------------------------------------------------------------------------------
@@ -96,7 +183,9 @@ def revoke_cross_references(api, group_ids):
 
 
 def delete_security_group(api, group_id):
-    _ignore_missing(lambda: api.ec2.delete_security_group(GroupId=group_id), "InvalidGroup.NotFound")
+    _retry_while_in_use(
+        lambda: _ignore_missing(lambda: api.ec2.delete_security_group(GroupId=group_id), "InvalidGroup.NotFound")
+    )
 
 
 def find_network_interfaces(api, cluster):
@@ -117,11 +206,33 @@ def delete_network_interface(api, eni_id):
 
 
 def find_volumes(api, cluster):
-    return _ec2_ids(api, "describe_volumes", "Volumes", "VolumeId", cluster, [{"Name": "status", "Values": ["available"]}])
+    """Detached volumes, and attached ones that outlive their instance (the volumes of PersistentVolumeClaims).
+
+    Volumes that go with their instance (DeleteOnTermination, the root volumes) are left to it.
+    """
+    paginator = api.ec2.get_paginator("describe_volumes")
+    filters = [cluster_filter(cluster), {"Name": "status", "Values": ["available", "in-use"]}]
+    return [
+        volume["VolumeId"]
+        for page in paginator.paginate(Filters=filters)
+        for volume in page["Volumes"]
+        if not any(a.get("DeleteOnTermination") for a in volume.get("Attachments", []))
+    ]
 
 
-def delete_volume(api, volume_id):
-    _ignore_missing(lambda: api.ec2.delete_volume(VolumeId=volume_id), "InvalidVolume.NotFound")
+def delete_volumes(api, ids, timeout=300):
+    """A volume still detaching from a terminated instance is waited for, then deleted."""
+    attached = [
+        v["VolumeId"]
+        for v in api.ec2.describe_volumes(Filters=[{"Name": "volume-id", "Values": ids}])["Volumes"]
+        if v["State"] != "available"
+    ]
+    if attached:
+        api.ec2.get_waiter("volume_available").wait(
+            VolumeIds=attached, WaiterConfig={"Delay": 5, "MaxAttempts": max(1, timeout // 5)}
+        )
+    for volume_id in ids:
+        _ignore_missing(lambda volume_id=volume_id: api.ec2.delete_volume(VolumeId=volume_id), "InvalidVolume.NotFound")
 
 
 def find_subnets(api, cluster):
@@ -129,7 +240,7 @@ def find_subnets(api, cluster):
 
 
 def delete_subnet(api, subnet_id):
-    api.ec2.delete_subnet(SubnetId=subnet_id)
+    _retry_while_in_use(lambda: api.ec2.delete_subnet(SubnetId=subnet_id))
 
 
 def find_route_tables(api, cluster):
@@ -156,7 +267,9 @@ def find_internet_gateways(api, cluster):
 def delete_internet_gateway(api, gateway_id):
     gateway = api.ec2.describe_internet_gateways(InternetGatewayIds=[gateway_id])["InternetGateways"][0]
     for attachment in gateway.get("Attachments", []):
-        api.ec2.detach_internet_gateway(InternetGatewayId=gateway_id, VpcId=attachment["VpcId"])
+        _retry_while_in_use(
+            lambda vpc=attachment["VpcId"]: api.ec2.detach_internet_gateway(InternetGatewayId=gateway_id, VpcId=vpc)
+        )
     api.ec2.delete_internet_gateway(InternetGatewayId=gateway_id)
 
 
@@ -264,12 +377,15 @@ def delete_bucket(api, name):
 
 # (kind, find, delete one, delete many): kinds in dependency order within each layer.
 KINDS = {
+    "classic_load_balancer": (find_classic_load_balancers, delete_classic_load_balancer, None),
+    "load_balancer": (find_load_balancers, None, delete_load_balancers),
+    "target_group": (find_target_groups, delete_target_group, None),
     "instance": (find_instances, None, delete_instances),
     "launch_template": (find_launch_templates, delete_launch_template, None),
     "instance_profile": (find_instance_profiles, delete_instance_profile, None),
     "iam_role": (find_roles, delete_role, None),
     "network_interface": (find_network_interfaces, delete_network_interface, None),
-    "volume": (find_volumes, delete_volume, None),
+    "volume": (find_volumes, None, delete_volumes),
     "security_group": (find_security_groups, delete_security_group, None),
     "subnet": (find_subnets, delete_subnet, None),
     "route_table": (find_route_tables, delete_route_table, None),
@@ -281,7 +397,12 @@ KINDS = {
 }
 
 LAYER_KINDS = {
+    # What the cluster made in AWS (load balancers of Services, volumes of PersistentVolumeClaims)
+    # carries the cluster tag too, so it is swept with the layer that holds it up, first.
     "infrastructure": [
+        "classic_load_balancer",
+        "load_balancer",
+        "target_group",
         "instance",
         "launch_template",
         "instance_profile",
@@ -300,6 +421,17 @@ LAYER_KINDS = {
 
 def find(api, cluster, kinds):
     return [(kind, resource_id) for kind in kinds for resource_id in KINDS[kind][0](api, cluster)]
+
+
+def remove(api, cluster, kinds):
+    """Find and delete kind by kind, so what an earlier kind frees (a volume detached from a
+    terminated instance, an interface released by a load balancer) is found and swept too."""
+    removed = []
+    for kind in kinds:
+        found = find(api, cluster, [kind])
+        delete(api, found)
+        removed.extend(found)
+    return removed
 
 
 def delete(api, found):

@@ -15,7 +15,7 @@ description:
   - Written because C(community.aws.ecs_ecr) cannot tag repositories.
   - Repositories are removed by M(helix.kubeadm_aws.layer_teardown) with O(helix.kubeadm_aws.layer_teardown#module:layer=bootstrap).
 author:
-  - helix platform engineering
+  - Helix platform engineering (@helix)
 options:
   cluster_name:
     description: Name of the cluster that owns the repositories.

@@ -15,13 +15,20 @@ description:
     them in dependency order.
   - Because resources are found, not remembered, a half-created layer is deleted too, and deleting twice is
     a no-op.
-  - O(layer=infrastructure) removes instances (terminated with one call and one wait), launch templates,
-    instance profiles, IAM roles with their policies, detached network interfaces and volumes, security groups,
-    subnets, route tables, internet gateways and VPCs.
+  - O(layer=infrastructure) first sweeps what the cluster itself made in AWS and tagged as its own
+    (the AWS cloud provider and the EBS CSI driver tag it C(kubernetes.io/cluster/<cluster_name>=owned)),
+    classic and ELBv2 load balancers of Services of type LoadBalancer, then ELBv2 target groups.
+    It then removes instances (terminated with one call and one wait), launch templates,
+    instance profiles, IAM roles with their policies, detached network interfaces, volumes that outlive
+    their instances (those of PersistentVolumeClaims), security groups, subnets, route tables,
+    internet gateways and VPCs.
+  - Kinds are found and deleted one after the other, so what an earlier kind frees (a volume detached
+    from a terminated instance) is swept too. Deletes that AWS refuses while something it removes by
+    itself still holds on (C(DependencyViolation)) are retried with back-off for a few minutes.
   - O(layer=bootstrap) removes the key pair, the ECR repositories with their images and the S3 bucket with
     every object version.
 author:
-  - helix platform engineering
+  - Helix platform engineering (@helix)
 options:
   cluster_name:
     description: Name of the cluster.
@@ -52,13 +59,21 @@ EXAMPLES = r"""
 
 RETURN = r"""
 deleted:
-  description: What was deleted (in check mode, what would be), in deletion order.
+  description:
+    - What was deleted, in deletion order, as C(kind) and C(id) (an ARN for ELBv2 resources, a name for
+      classic load balancers, IAM, ECR and S3).
+    - In check mode, what would be deleted as found now; volumes and interfaces that a deletion frees
+      (by terminating the instance they are attached to) are only found when it runs.
   returned: always
   type: list
   elements: dict
   sample:
+    - kind: load_balancer
+      id: arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/a1b2c3/0123456789abcdef
     - kind: instance
       id: i-0123456789abcdef0
+    - kind: volume
+      id: vol-0123456789abcdef0
     - kind: vpc
       id: vpc-0123
 """
@@ -76,9 +91,11 @@ def main():
     cluster, layer = aws.params["cluster_name"], aws.params["layer"]
     api = teardown.Api(aws.client)
     try:
-        found = teardown.find(api, cluster, teardown.LAYER_KINDS[layer])
-        if not aws.check_mode:
-            teardown.delete(api, found)
+        kinds = teardown.LAYER_KINDS[layer]
+        if aws.check_mode:
+            found = teardown.find(api, cluster, kinds)
+        else:
+            found = teardown.remove(api, cluster, kinds)
     except AwsError as e:
         aws.fail_aws(e, f"layer_teardown: could not delete the {layer} layer of {cluster}")
     aws.exit_json(changed=bool(found), deleted=[{"kind": kind, "id": rid} for kind, rid in found])

@@ -19,7 +19,7 @@ description:
   - Scale-down removes the highest-numbered nodes first and reports them in RV(to_terminate).
   - In check mode nothing changes and RV(to_create) / RV(to_terminate) give the plan.
 author:
-  - helix platform engineering
+  - Helix platform engineering (@helix)
 options:
   cluster_name:
     description: Name of the cluster; instances are found by the tag C(kubernetes.io/cluster/<cluster_name>=owned).

@@ -114,13 +114,14 @@ def test_step_id():
     assert layers.step_id(Step(CLUSTER, "delete")) == "delete_cluster"
 
 
-def test_lifecycle_playbook_runs_each_canonical_step_once():
-    entries = yaml.safe_load(layers.render_lifecycle_playbook())
+def test_lifecycle_playbook_plans_then_runs_each_canonical_step_once():
+    plan_play, *entries = yaml.safe_load(layers.render_lifecycle_playbook())
+    assert plan_play["tasks"][0]["helix.kubeadm_aws.lifecycle_plan"]["layer"] == "{{ lifecycle_layer }}"
     assert [(e["vars"]["lifecycle_step"], e["ansible.builtin.import_playbook"]) for e in entries] == [
         (s.action, f"layers/{s.layer}.yml") for s in layers.canonical_steps()
     ]
     for entry, step in zip(entries, layers.canonical_steps()):
-        assert f"'{layers.step_id(step)}' in " in entry["when"]
+        assert entry["when"] == f"'{layers.step_id(step)}' in hostvars['localhost']['lifecycle_steps']"
 
 
 def test_committed_lifecycle_playbook_is_current():
