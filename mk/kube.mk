@@ -19,5 +19,5 @@ node-bins:
 	$(KUBE_BUILD) kubeadm kubelet kubectl
 
 ## kube-test: self-test of the local control-plane harness
-kube-test: kube-bins
+kube-test: setup kube-bins
 	$(PY) -m pytest tests/kube -q

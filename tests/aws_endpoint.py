@@ -25,7 +25,7 @@ class MotoServer:
     def __init__(self, log_dir: Path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(log_dir / f"moto-{self.port}.log", "wb")
+        self.log = open(log_dir / f"moto-{self.port}.log", "wb")  # noqa: SIM115 - lives as long as the server
         self.process = None
 
     def start(self, timeout=30):

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Render what the layer model implies, so that nothing drawn or generated can drift from it.
 
     tools/draw_layers.py                       writes docs/architecture.svg

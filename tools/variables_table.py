@@ -1,7 +1,7 @@
 """Render the README's variables table from roles/preflight/meta/argument_specs.yml.
 
-  python tools/variables_table.py          rewrite the table in README.md
-  python tools/variables_table.py --check  exit 1 if README.md is out of date
+python tools/variables_table.py          rewrite the table in README.md
+python tools/variables_table.py --check  exit 1 if README.md is out of date
 """
 
 from __future__ import annotations

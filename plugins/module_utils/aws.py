@@ -15,7 +15,13 @@ try:
     from botocore.exceptions import BotoCoreError, ClientError
 except ImportError:
     BOTO3_IMPORT_ERROR = traceback.format_exc()
-    BotoCoreError = ClientError = Exception
+
+    class BotoCoreError(Exception):
+        """Stands in for botocore's when it is missing; AwsModule then fails before any call."""
+
+    class ClientError(BotoCoreError):
+        """Stands in for botocore's when it is missing."""
+
 else:
     BOTO3_IMPORT_ERROR = None
 
@@ -30,8 +36,6 @@ AWS_ARGUMENT_SPEC = dict(
 
 # Adaptive retries back off with jitter on throttling and transient errors.
 _CLIENT_CONFIG = dict(retries={"max_attempts": 10, "mode": "adaptive"})
-
-AwsError = (BotoCoreError, ClientError)
 
 
 class AwsModule:

@@ -35,7 +35,7 @@ def plan_nodes(numbers, unnumbered, count):
     terminate = ordered[count:]
     free = _free_numbers(set(keep), count - len(keep))
     adopt = dict(zip(unnumbered, free))
-    create = free[len(adopt):]
+    create = free[len(adopt) :]
     terminate_unnumbered = [i for i in unnumbered if i not in adopt]
     return keep, adopt, create, terminate, terminate_unnumbered
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import time
 
-from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import AwsError, error_code
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import BotoCoreError, ClientError, error_code
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.tagging import cluster_filter, cluster_tag_key, to_dict
 
 LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
@@ -48,7 +48,7 @@ def _ec2_ids(api, operation, result_key, id_key, cluster, extra_filters=()):
 def _ignore_missing(call, *missing_codes):
     try:
         call()
-    except AwsError as e:
+    except (BotoCoreError, ClientError) as e:
         if error_code(e) not in missing_codes:
             raise
 
@@ -65,7 +65,7 @@ def _retry_while_in_use(call, timeout=300):
     while True:
         try:
             return call()
-        except AwsError as e:
+        except (BotoCoreError, ClientError) as e:
             if error_code(e) != "DependencyViolation" or time.monotonic() + delay > deadline:
                 raise
         time.sleep(delay * random.uniform(0.5, 1.0))
@@ -351,7 +351,7 @@ def find_buckets(api, cluster):
             continue
         try:
             tags = api.s3.get_bucket_tagging(Bucket=bucket["Name"])["TagSet"]
-        except AwsError as e:
+        except (BotoCoreError, ClientError) as e:
             if error_code(e) in ("NoSuchTagSet", "NoSuchBucket"):
                 continue
             raise

@@ -142,10 +142,12 @@ from datetime import datetime, timedelta, timezone  # noqa: E402
 
 from ansible.module_utils.basic import missing_required_lib  # noqa: E402
 
-from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import AwsError, AwsModule  # noqa: E402
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import AwsModule, BotoCoreError, ClientError  # noqa: E402
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.k8s import (  # noqa: E402
     KUBERNETES_IMPORT_ERROR,
-    K8sError,
+    ApiException,
+    ConfigException,
+    HTTPError,
     KubeClient,
     error_message,
     k8s_argument_spec,
@@ -317,7 +319,7 @@ def main():
     result = dict(changed=False, secrets=[], diff=dict(before={}, after={}))
     try:
         kube = KubeClient(params["kubeconfig"], params["context"])
-    except K8sError as e:
+    except (ApiException, ConfigException, HTTPError) as e:
         aws.fail_json(msg=f"ecr_pull_secret: cannot load the kubeconfig: {error_message(e)}")
     try:
         token = get_token(aws, params["registry_id"]) if params["state"] == "present" else None
@@ -333,9 +335,9 @@ def main():
             result["diff"]["after"][namespace] = after
         if token:
             result["registry"] = token["host"]
-    except AwsError as e:
+    except (BotoCoreError, ClientError) as e:
         aws.fail_aws(e, "ecr_pull_secret: could not get an ECR authorization token")
-    except K8sError as e:
+    except (ApiException, ConfigException, HTTPError) as e:
         aws.fail_json(msg=f"ecr_pull_secret: Kubernetes API: {error_message(e)}", **result)
     except LookupError as e:
         aws.fail_json(msg=f"ecr_pull_secret: {e}", **result)

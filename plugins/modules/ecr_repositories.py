@@ -13,7 +13,7 @@ description:
   - Makes the named ECR repositories exist with scan on push, AES256 encryption and the cluster's
     ownership tags, so that the cluster's teardown finds them by tag.
   - Written because C(community.aws.ecs_ecr) cannot tag repositories.
-  - Repositories are removed by M(helix.kubeadm_aws.layer_teardown) with O(helix.kubeadm_aws.layer_teardown#module:layer=bootstrap).
+  - Repositories are removed with the bootstrap layer by M(helix.kubeadm_aws.layer_teardown).
 author:
   - Helix platform engineering (@helix)
 options:
@@ -65,7 +65,12 @@ repositories:
       arn: arn:aws:ecr:us-east-1:123456789012:repository/demo/api
 """
 
-from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import AwsError, AwsModule, error_code
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import (
+    AwsModule,
+    BotoCoreError,
+    ClientError,
+    error_code,
+)
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.tagging import cluster_tags, to_dict, to_list
 
 
@@ -74,7 +79,7 @@ def describe(ecr, names):
     for name in names:
         try:
             found[name] = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
-        except AwsError as e:
+        except (BotoCoreError, ClientError) as e:
             if error_code(e) != "RepositoryNotFoundException":
                 raise
     return found
@@ -137,7 +142,7 @@ def main():
             else:
                 changed |= update(ecr, aws.check_mode, params, repo, tags)
             repositories.append({"name": name, "uri": repo.get("repositoryUri"), "arn": repo.get("repositoryArn")})
-    except AwsError as e:
+    except (BotoCoreError, ClientError) as e:
         aws.fail_aws(e, "ecr_repositories: could not reconcile the repositories")
     aws.exit_json(changed=changed, repositories=repositories)
 

@@ -153,7 +153,12 @@ import os  # noqa: E402
 import tempfile  # noqa: E402
 
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils import join_command as jc  # noqa: E402
-from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import AwsError, AwsModule, error_code  # noqa: E402
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import (  # noqa: E402
+    AwsModule,
+    BotoCoreError,
+    ClientError,
+    error_code,
+)
 
 MISSING = ("NoSuchKey", "404", "NotFound")
 
@@ -162,7 +167,7 @@ def read_object(s3, bucket, key):
     """(body, metadata) of the join object, or (None, {}) when it does not exist."""
     try:
         obj = s3.get_object(Bucket=bucket, Key=key)
-    except AwsError as e:
+    except (BotoCoreError, ClientError) as e:
         if error_code(e) in MISSING:
             return None, {}
         raise
@@ -295,7 +300,7 @@ def remove(aws, s3):
     p = aws.params
     try:
         s3.head_object(Bucket=p["bucket"], Key=p["key"])
-    except AwsError as e:
+    except (BotoCoreError, ClientError) as e:
         if error_code(e) in MISSING or error_code(e) == "NoSuchBucket":
             return False, {}
         raise
@@ -328,7 +333,7 @@ def main():
         changed, result = action(aws, s3)
     except jc.JoinCommandError as e:
         aws.fail_json(msg=f"join_command: {e}", bucket=p["bucket"], key=p["key"])
-    except AwsError as e:
+    except (BotoCoreError, ClientError) as e:
         aws.fail_aws(e, f"join_command: s3://{p['bucket']}/{p['key']}")
     except OSError as e:
         aws.fail_json(msg=f"join_command: cannot write {p['dest']}: {e.strerror}")

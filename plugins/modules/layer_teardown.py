@@ -79,7 +79,7 @@ deleted:
 """
 
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils import teardown
-from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import AwsError, AwsModule
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import AwsModule, BotoCoreError, ClientError
 
 
 def main():
@@ -91,12 +91,9 @@ def main():
     cluster, layer = aws.params["cluster_name"], aws.params["layer"]
     api = teardown.Api(aws.client)
     try:
-        kinds = teardown.LAYER_KINDS[layer]
-        if aws.check_mode:
-            found = teardown.find(api, cluster, kinds)
-        else:
-            found = teardown.remove(api, cluster, kinds)
-    except AwsError as e:
+        act = teardown.find if aws.check_mode else teardown.remove
+        found = act(api, cluster, teardown.LAYER_KINDS[layer])
+    except (BotoCoreError, ClientError) as e:
         aws.fail_aws(e, f"layer_teardown: could not delete the {layer} layer of {cluster}")
     aws.exit_json(changed=bool(found), deleted=[{"kind": kind, "id": rid} for kind, rid in found])
 

@@ -115,15 +115,15 @@ to_create:
   elements: str
   sample: [demo-worker-04, demo-worker-05]
 to_terminate:
-  description: Nodes terminated (or, in check mode, that would be), as C(name) and C(id).
+  description: Nodes terminated (or, in check mode, that would be), as C(name), C(id) and C(private_ip).
   returned: always
   type: list
   elements: dict
-  sample: [{name: demo-worker-05, id: i-0123456789abcdef0}]
+  sample: [{name: demo-worker-05, id: i-0123456789abcdef0, private_ip: 10.42.16.9}]
 """
 
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils import ec2_nodes
-from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import AwsError, AwsModule
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import AwsModule, BotoCoreError, ClientError
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.node_plan import (
     batches_by_subnet,
     node_name,
@@ -148,7 +148,9 @@ def check_can_create(module, params, create):
     if create and not params["subnet_ids"]:
         module.fail_json(msg=f"node_group: subnet_ids is required to create {len(create)} {params['role']} node(s)")
     if create and not params["launch_template"]:
-        module.fail_json(msg=f"node_group: launch_template is required to create {len(create)} {params['role']} node(s)")
+        module.fail_json(
+            msg=f"node_group: launch_template is required to create {len(create)} {params['role']} node(s)"
+        )
 
 
 def launch_nodes(ec2, params, create):
@@ -177,8 +179,17 @@ def ensure(aws, ec2):
         list(numbered), [i["InstanceId"] for i in unnumbered], params["count"]
     )
     by_id = {i["InstanceId"]: i for i in unnumbered}
-    to_terminate = [{"name": node_name(cluster, role, n), "id": numbered[n]["InstanceId"]} for n in terminate_numbers]
-    to_terminate += [{"name": None, "id": i} for i in terminate_unnumbered]
+    to_terminate = [
+        {
+            "name": node_name(cluster, role, n),
+            "id": numbered[n]["InstanceId"],
+            "private_ip": numbered[n].get("PrivateIpAddress"),
+        }
+        for n in terminate_numbers
+    ]
+    to_terminate += [
+        {"name": None, "id": i, "private_ip": by_id[i].get("PrivateIpAddress")} for i in terminate_unnumbered
+    ]
     before = sorted(node_name(cluster, role, n) for n in numbered)
     changed = bool(create or adopt or to_terminate)
     check_can_create(aws, params, create)
@@ -192,7 +203,9 @@ def ensure(aws, ec2):
         name_nodes(ec2, params, {**{n: by_id[i] for i, n in adopt.items()}, **launched})
         final.update(launched)
         if params["wait"]:
-            ec2_nodes.wait(ec2, "instance_running", [i["InstanceId"] for i in launched.values()], params["wait_timeout"])
+            ec2_nodes.wait(
+                ec2, "instance_running", [i["InstanceId"] for i in launched.values()], params["wait_timeout"]
+            )
             ec2_nodes.wait(ec2, "instance_terminated", terminate_ids, params["wait_timeout"])
         if launched:
             fresh = {i["InstanceId"]: i for i in ec2_nodes.describe_ids(ec2, [i["InstanceId"] for i in final.values()])}
@@ -200,7 +213,9 @@ def ensure(aws, ec2):
 
     nodes = [ec2_nodes.node_facts(final[n], role, n, node_name(cluster, role, n)) for n in sorted(final)]
     for number in create if aws.check_mode else []:
-        nodes.append({"id": None, "name": node_name(cluster, role, number), "role": role, "number": number, "state": "planned"})
+        nodes.append(
+            {"id": None, "name": node_name(cluster, role, number), "role": role, "number": number, "state": "planned"}
+        )
     after = sorted(node["name"] for node in nodes)
     return dict(
         changed=changed,
@@ -228,8 +243,10 @@ def main():
     ec2 = aws.client("ec2")
     try:
         result = ensure(aws, ec2)
-    except AwsError as e:
-        aws.fail_aws(e, f"node_group: could not reconcile the {aws.params['role']} nodes of {aws.params['cluster_name']}")
+    except (BotoCoreError, ClientError) as e:
+        aws.fail_aws(
+            e, f"node_group: could not reconcile the {aws.params['role']} nodes of {aws.params['cluster_name']}"
+        )
     aws.exit_json(**result)
 
 

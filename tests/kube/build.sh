@@ -13,6 +13,8 @@
 #                       the version kubeadm v1.34.x deploys)
 #   HELIX_KWOK_VERSION  kwok release (sigs.k8s.io/kwok)         (default v0.8.0)
 #   HELIX_CACHE_DIR     cache root                              (default ~/.cache/helix)
+#   HELIX_KUBE_REBUILD  1 = rebuild the named components even if cached (the
+#                       new binary replaces the old one atomically)
 #
 # Output: $HELIX_CACHE_DIR/kubernetes/<version>/bin/<component>
 # A binary that already exists there is not rebuilt (delete it to force a rebuild).
@@ -63,7 +65,7 @@ mkdir -p "$BIN" "$SRC"
 
 missing=()
 for c in "$@"; do
-    if [[ -x "$BIN/$c" ]]; then
+    if [[ -x "$BIN/$c" && "${HELIX_KUBE_REBUILD:-0}" != 1 ]]; then
         log "$c: cached at $BIN/$c"
     else
         missing+=("$c")
@@ -145,6 +147,8 @@ k8s_ldflags() {
         flags+=" -X $pkg.gitMajor=1"
         flags+=" -X $pkg.gitMinor=$K8S_MINOR"
         flags+=" -X $pkg.gitTreeState=clean"
+        # The tag's commit is not known offline; empty beats the '$Format:%H$' placeholder.
+        flags+=" -X $pkg.gitCommit="
         flags+=" -X $pkg.buildDate=$build_date"
     done
     printf '%s' "$flags"
@@ -221,7 +225,7 @@ build_kwok() {
 
 total0=$(now)
 for c in "${missing[@]}"; do
-    if [[ -x "$BIN/$c" ]]; then   # built meanwhile by a concurrent run
+    if [[ -x "$BIN/$c" && "${HELIX_KUBE_REBUILD:-0}" != 1 ]]; then   # built meanwhile by a concurrent run
         log "$c: cached at $BIN/$c"
         continue
     fi

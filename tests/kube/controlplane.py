@@ -26,15 +26,19 @@ from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
+import ctypes
 import datetime
 import ipaddress
 import json
 import os
+import random
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -67,6 +71,7 @@ class ControlPlaneError(RuntimeError):
 # PKI
 # --------------------------------------------------------------------------
 
+
 def _pem_cert(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
@@ -98,9 +103,15 @@ class _PKI:
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                    crl_sign=True, encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
@@ -108,8 +119,7 @@ class _PKI:
             .sign(self.ca_key, hashes.SHA256())
         )
 
-    def issue(self, cn: str, orgs=(), *, server: bool = False, client: bool = False,
-              dns=(), ips=()):
+    def issue(self, cn: str, orgs=(), *, server: bool = False, client: bool = False, dns=(), ips=()):
         key = ec.generate_private_key(ec.SECP256R1())
         attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
         attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
@@ -129,9 +139,15 @@ class _PKI:
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                    crl_sign=False, encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
@@ -196,6 +212,10 @@ spec:
       {{ end }}
       {{ if or (not $hasInternalIP) (not $hasHostname) }}
       addresses:
+      {{ range .status.addresses }}
+      - address: {{ .address | Quote }}
+        type: {{ .type | Quote }}
+      {{ end }}
       {{ end }}
       {{ if not $hasInternalIP }}
       {{ with NodeIP }}
@@ -450,11 +470,11 @@ spec:
       operator: 'Exists'
   next:
     delete: true
-"""
+"""  # noqa: E501 - verbatim from kwok
 
 
 def _volume_stages(provisioners) -> str:
-    plist = ", ".join("'%s'" % p for p in provisioners)
+    plist = ", ".join(f"'{p}'" for p in provisioners)
     return r"""
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
@@ -485,7 +505,8 @@ spec:
         metadata:
           name: pvc-{{ .metadata.uid }}
           annotations:
-            pv.kubernetes.io/provisioned-by: {{ index .metadata.annotations "volume.kubernetes.io/storage-provisioner" | Quote }}
+            {{ $provisioner := index .metadata.annotations "volume.kubernetes.io/storage-provisioner" }}
+            pv.kubernetes.io/provisioned-by: {{ $provisioner | Quote }}
         spec:
           accessModes:
           {{ YAML .spec.accessModes 2 }}
@@ -546,10 +567,44 @@ spec:
 # helpers
 # --------------------------------------------------------------------------
 
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_TAKEN_PORTS: set[int] = set()
+
+
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port *outside* the kernel's ephemeral range.
+
+    A port from bind(0) lies in the ephemeral range, which the kernel also
+    hands out as the local port of outgoing connections (the components talk
+    to each other constantly), so it can be taken again before the component
+    binds it ("bind: address already in use" was observed). Ports below the
+    range do not have that problem; they are still checked by binding.
+    """
+    lo, hi = _ephemeral_range()
+    start, end = (10000, lo - 1) if lo > 11000 else (hi + 1, 65535)
+    rng = random.SystemRandom()
+    for _attempt in range(200):
+        port = rng.randint(start, end)
+        if port in _TAKEN_PORTS:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _TAKEN_PORTS.add(port)
+        return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # fall back to the kernel
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _b64(data: bytes) -> str:
@@ -564,13 +619,27 @@ def _tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _set_pdeathsig():  # runs in the child between fork and exec
-    try:
-        import ctypes
+try:  # resolved here, not in the forked child (no imports/locks between fork and exec)
+    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+except (OSError, AttributeError):  # pragma: no cover
+    _PRCTL = None
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:  # pragma: no cover - best effort, Linux only
+
+def _set_pdeathsig():  # runs in the child between fork and exec
+    # PR_SET_PDEATHSIG: the component gets SIGTERM if the Python process dies
+    # without calling stop() (e.g. pytest killed with SIGKILL).
+    _PRCTL(1, signal.SIGTERM)
+
+
+def _import_kubernetes_client():
+    try:
+        import kubernetes.client
+        import kubernetes.config  # noqa: F401
+
+        # kubernetes.client loads its API classes lazily; core_v1_api alone is
+        # a 4.5 MB module (about 1.5 s of CPU to load).
+        kubernetes.client.CoreV1Api, kubernetes.client.StorageV1Api  # noqa: B018
+    except Exception:  # pragma: no cover - the real import later reports it
         pass
 
 
@@ -580,10 +649,8 @@ _LIVE = weakref.WeakSet()
 @atexit.register
 def _stop_all_at_exit():  # pragma: no cover - safety net
     for cp in list(_LIVE):
-        try:
+        with contextlib.suppress(Exception):
             cp.stop()
-        except Exception:
-            pass
 
 
 class LocalControlPlane:
@@ -593,9 +660,18 @@ class LocalControlPlane:
     ...     print(cp.api_url, cp.kubeconfig)
     """
 
-    def __init__(self, workdir, bin_dir, *, nodes: int = 3, node_prefix: str = "kwok-node",
-                 storage_class: str | None = "standard", startup_timeout: float = 180.0,
-                 extra_apiserver_args=(), simulated_provisioners=SIMULATED_PROVISIONERS):
+    def __init__(
+        self,
+        workdir,
+        bin_dir,
+        *,
+        nodes: int = 3,
+        node_prefix: str = "kwok-node",
+        storage_class: str | None = "standard",
+        startup_timeout: float = 180.0,
+        extra_apiserver_args=(),
+        simulated_provisioners=SIMULATED_PROVISIONERS,
+    ):
         self.workdir = Path(workdir).resolve()
         self.bin_dir = Path(os.path.expanduser(str(bin_dir))).resolve()
         self.node_count = nodes
@@ -606,11 +682,16 @@ class LocalControlPlane:
         self.simulated_provisioners = tuple(simulated_provisioners)
         self.kubeconfig = str(self.workdir / "admin.kubeconfig")
         self.api_url: str | None = None
+        self.version: str | None = None  # gitVersion reported by the API server
         self.node_names = [f"{node_prefix}-{i}" for i in range(nodes)]
         self.startup_seconds: float | None = None
+        # seconds since start() at which each phase finished
+        self.timings: dict[str, float] = {}
         self._procs: dict[str, subprocess.Popen] = {}
         self._logs: dict[str, Path] = {}
         self._ports: dict[str, int] = {}
+        self._spawners: dict[str, object] = {}  # name -> callable that (re)spawns it
+        self._restarts: dict[str, int] = {}
 
     # ------------------------------------------------------------------ api
     def __enter__(self):
@@ -635,19 +716,26 @@ class LocalControlPlane:
             raise ControlPlaneError("already started")
         for name in COMPONENTS:
             if not (self.bin_dir / name).is_file():
-                raise ControlPlaneError(
-                    f"missing binary {self.bin_dir / name}; build it with tests/kube/build.sh")
+                raise ControlPlaneError(f"missing binary {self.bin_dir / name}; build it with tests/kube/build.sh")
         t0 = time.monotonic()
         self.deadline = t0 + self.startup_timeout
+        # Importing the kubernetes client takes seconds; do it while etcd and
+        # kube-apiserver start (it is first needed after /readyz).
+        importer = threading.Thread(target=_import_kubernetes_client, daemon=True)
+        importer.start()
         self.workdir.mkdir(parents=True, exist_ok=True)
         _LIVE.add(self)
         try:
-            self._write_pki()
-            self._start_etcd()
-            self._start_apiserver()
-            self._start_controllers()
-            self._bootstrap_objects()
-            self._wait_ready()
+            for phase, step in (
+                ("pki", self._write_pki),
+                ("etcd", self._start_etcd),
+                ("kube-apiserver", self._start_apiserver),
+                ("controllers-started", self._start_controllers),
+                ("nodes-created", self._bootstrap_objects),
+                ("ready", self._wait_ready),
+            ):
+                step()
+                self.timings[phase] = round(time.monotonic() - t0, 2)
         except BaseException:
             self.stop()
             raise
@@ -657,14 +745,12 @@ class LocalControlPlane:
     def stop(self, timeout: float = 15.0):
         """Terminate all processes (reverse start order): SIGTERM, then SIGKILL."""
         procs = list(self._procs.items())[::-1]
-        for _, p in procs:
+        for _name, p in procs:
             if p.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     p.send_signal(signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
         end = time.monotonic() + timeout
-        for _, p in procs:
+        for _name, p in procs:
             try:
                 p.wait(timeout=max(0.1, end - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -678,23 +764,35 @@ class LocalControlPlane:
         log = self.log_path(name)
         self._logs[name] = log
         with open(log, "ab") as fh:
-            fh.write(("\n=== %s %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%S"), " ".join(map(str, args)))).encode())
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+            fh.write(f"\n=== {stamp} {' '.join(map(str, args))}\n".encode())
             fh.flush()
             proc = subprocess.Popen(
-                [str(a) for a in args], stdin=subprocess.DEVNULL, stdout=fh,
-                stderr=subprocess.STDOUT, cwd=self.workdir, env=env,
+                [str(a) for a in args],
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                env=env,
                 start_new_session=True,
-                preexec_fn=_set_pdeathsig if sys.platform.startswith("linux") else None,
+                preexec_fn=_set_pdeathsig if _PRCTL is not None else None,
             )
         self._procs[name] = proc
         return proc
 
     def _check_alive(self):
-        for name, p in self._procs.items():
+        for name, p in list(self._procs.items()):
             if p.poll() is not None:
+                # Lost a race for its port: start it again on other ports.
+                last_run = _tail(self._logs[name], 400).rsplit("\n=== ", 1)[-1]
+                if "address already in use" in last_run and name in self._spawners and self._restarts.get(name, 0) < 3:
+                    self._restarts[name] = self._restarts.get(name, 0) + 1
+                    self._spawners[name]()
+                    continue
                 raise ControlPlaneError(
                     f"{name} exited with code {p.returncode}; last lines of {self._logs[name]}:\n"
-                    + _tail(self._logs[name]))
+                    + _tail(self._logs[name])
+                )
 
     def _wait(self, what: str, predicate, interval: float = 0.2):
         last_err = None
@@ -708,8 +806,8 @@ class LocalControlPlane:
             if time.monotonic() > self.deadline:
                 logs = "\n".join(f"--- {n} ---\n{_tail(p, 15)}" for n, p in self._logs.items())
                 raise ControlPlaneError(
-                    f"timed out after {self.startup_timeout:.0f}s waiting for {what}"
-                    f" (last error: {last_err!r})\n{logs}")
+                    f"timed out after {self.startup_timeout:.0f}s waiting for {what} (last error: {last_err!r})\n{logs}"
+                )
             time.sleep(interval)
 
     def _write_pki(self):
@@ -727,25 +825,47 @@ class LocalControlPlane:
             (d / f"{name}.key").chmod(0o600)
             return key, cert
 
-        save("apiserver", *pki.issue(
-            "kube-apiserver", server=True,
-            dns=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                 "kubernetes.default.svc.cluster.local"],
-            ips=["127.0.0.1", SERVICE_CLUSTER_IP]))
+        save(
+            "apiserver",
+            *pki.issue(
+                "kube-apiserver",
+                server=True,
+                dns=[
+                    "localhost",
+                    "kubernetes",
+                    "kubernetes.default",
+                    "kubernetes.default.svc",
+                    "kubernetes.default.svc.cluster.local",
+                ],
+                ips=["127.0.0.1", SERVICE_CLUSTER_IP],
+            ),
+        )
         self._clients = {
             "admin": save("admin", *pki.issue("kubernetes-admin", ["system:masters"], client=True)),
-            "kube-controller-manager": save("kube-controller-manager", *pki.issue(
-                "system:kube-controller-manager", client=True)),
+            "kube-controller-manager": save(
+                "kube-controller-manager", *pki.issue("system:kube-controller-manager", client=True)
+            ),
             "kube-scheduler": save("kube-scheduler", *pki.issue("system:kube-scheduler", client=True)),
             "kwok": save("kwok", *pki.issue("kwok-controller", ["system:masters"], client=True)),
         }
+        # Front proxy (aggregation layer) CA and client, as kubeadm sets up;
+        # without them every component logs "missing content for CA bundle
+        # client-ca::kube-system::extension-apiserver-authentication::requestheader-client-ca-file".
+        fp = _PKI("helix-test-front-proxy-ca")
+        (d / "front-proxy-ca.crt").write_bytes(_pem_cert(fp.ca_cert))
+        save("front-proxy-client", *fp.issue("front-proxy-client", client=True))
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        (d / "sa.key").write_bytes(sa_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption()))
+        (d / "sa.key").write_bytes(
+            sa_key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+            )
+        )
         (d / "sa.key").chmod(0o600)
-        (d / "sa.pub").write_bytes(sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        (d / "sa.pub").write_bytes(
+            sa_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
         self.pki_dir = d
 
     def _write_kubeconfig(self, path: Path, user: str):
@@ -754,14 +874,24 @@ class LocalControlPlane:
         cfg = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "helix-test", "cluster": {
-                "server": self.api_url,
-                "certificate-authority-data": _b64(_pem_cert(self._pki.ca_cert)),
-            }}],
-            "users": [{"name": user, "user": {
-                "client-certificate-data": _b64(_pem_cert(cert)),
-                "client-key-data": _b64(_pem_key(key)),
-            }}],
+            "clusters": [
+                {
+                    "name": "helix-test",
+                    "cluster": {
+                        "server": self.api_url,
+                        "certificate-authority-data": _b64(_pem_cert(self._pki.ca_cert)),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": user,
+                    "user": {
+                        "client-certificate-data": _b64(_pem_cert(cert)),
+                        "client-key-data": _b64(_pem_key(key)),
+                    },
+                }
+            ],
             "contexts": [{"name": f"{user}@helix-test", "context": {"cluster": "helix-test", "user": user}}],
             "current-context": f"{user}@helix-test",
             "preferences": {},
@@ -781,23 +911,8 @@ class LocalControlPlane:
             return resp.status, resp.read().decode(errors="replace")
 
     def _start_etcd(self):
-        client, peer = _free_port(), _free_port()
-        self._ports["etcd"] = client
-        self.etcd_url = f"http://127.0.0.1:{client}"
-        peer_url = f"http://127.0.0.1:{peer}"
-        self._spawn("etcd", [
-            self.bin_dir / "etcd",
-            "--name=helix-test",
-            f"--data-dir={self.workdir / 'etcd-data'}",
-            f"--listen-client-urls={self.etcd_url}",
-            f"--advertise-client-urls={self.etcd_url}",
-            f"--listen-peer-urls={peer_url}",
-            f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=helix-test={peer_url}",
-            "--initial-cluster-state=new",
-            "--unsafe-no-fsync",  # throw-away data: no fsync makes tests faster
-            "--log-level=warn",
-        ])
+        self._spawners["etcd"] = self._spawn_etcd
+        self._spawn_etcd()
 
         def healthy():
             with urllib.request.urlopen(self.etcd_url + "/health", timeout=2) as r:
@@ -805,35 +920,72 @@ class LocalControlPlane:
 
         self._wait("etcd /health", healthy)
 
+    def _spawn_etcd(self):
+        client, peer = _free_port(), _free_port()
+        self._ports["etcd"] = client
+        self.etcd_url = f"http://127.0.0.1:{client}"
+        peer_url = f"http://127.0.0.1:{peer}"
+        attempt = self._restarts.get("etcd", 0)
+        self._spawn(
+            "etcd",
+            [
+                self.bin_dir / "etcd",
+                "--name=helix-test",
+                f"--data-dir={self.workdir / ('etcd-data' if not attempt else f'etcd-data-{attempt}')}",
+                f"--listen-client-urls={self.etcd_url}",
+                f"--advertise-client-urls={self.etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=helix-test={peer_url}",
+                "--initial-cluster-state=new",
+                "--unsafe-no-fsync",  # throw-away data: no fsync makes tests faster
+                "--log-level=warn",
+            ],
+        )
+
     def _start_apiserver(self):
+        self._spawners["kube-apiserver"] = self._spawn_apiserver
+        self._spawn_apiserver()
+        self._wait("kube-apiserver /readyz", lambda: self._https_get(self.api_url + "/readyz")[0] == 200)
+        self._write_kubeconfig(Path(self.kubeconfig), "admin")
+
+    def _spawn_apiserver(self):
         port = _free_port()
         self._ports["kube-apiserver"] = port
         self.api_url = f"https://127.0.0.1:{port}"
         p = self.pki_dir
-        self._spawn("kube-apiserver", [
-            self.bin_dir / "kube-apiserver",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            f"--secure-port={port}",
-            f"--cert-dir={self.workdir / 'apiserver-certs'}",
-            f"--etcd-servers={self.etcd_url}",
-            f"--tls-cert-file={p / 'apiserver.crt'}",
-            f"--tls-private-key-file={p / 'apiserver.key'}",
-            f"--client-ca-file={p / 'ca.crt'}",
-            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-            f"--service-account-key-file={p / 'sa.pub'}",
-            f"--service-account-signing-key-file={p / 'sa.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--authorization-mode=Node,RBAC",
-            "--allow-privileged=true",
-            # The 'kubernetes' Service would get 127.0.0.1 as endpoint, which
-            # Endpoints validation rejects (loopback); nothing here needs it.
-            "--endpoint-reconciler-type=none",
-            "--profiling=false",
-            *self.extra_apiserver_args,
-        ])
-        self._wait("kube-apiserver /readyz", lambda: self._https_get(self.api_url + "/readyz")[0] == 200)
-        self._write_kubeconfig(Path(self.kubeconfig), "admin")
+        self._spawn(
+            "kube-apiserver",
+            [
+                self.bin_dir / "kube-apiserver",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={self.workdir / 'apiserver-certs'}",
+                f"--etcd-servers={self.etcd_url}",
+                f"--tls-cert-file={p / 'apiserver.crt'}",
+                f"--tls-private-key-file={p / 'apiserver.key'}",
+                f"--client-ca-file={p / 'ca.crt'}",
+                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+                f"--service-account-key-file={p / 'sa.pub'}",
+                f"--service-account-signing-key-file={p / 'sa.key'}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--requestheader-client-ca-file={p / 'front-proxy-ca.crt'}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={p / 'front-proxy-client.crt'}",
+                f"--proxy-client-key-file={p / 'front-proxy-client.key'}",
+                "--authorization-mode=Node,RBAC",
+                "--allow-privileged=true",
+                # The 'kubernetes' Service would get 127.0.0.1 as endpoint, which
+                # Endpoints validation rejects (loopback); nothing here needs it.
+                "--endpoint-reconciler-type=none",
+                "--profiling=false",
+                *self.extra_apiserver_args,
+            ],
+        )
 
     def _start_controllers(self):
         p = self.pki_dir
@@ -844,54 +996,74 @@ class LocalControlPlane:
         self._write_kubeconfig(sched_kc, "kube-scheduler")
         self._write_kubeconfig(kwok_kc, "kwok")
 
-        kcm_port, sched_port = _free_port(), _free_port()
-        self._ports["kube-controller-manager"] = kcm_port
-        self._ports["kube-scheduler"] = sched_port
-        self._spawn("kube-controller-manager", [
-            self.bin_dir / "kube-controller-manager",
-            f"--kubeconfig={kcm_kc}",
-            f"--authentication-kubeconfig={kcm_kc}",
-            f"--authorization-kubeconfig={kcm_kc}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={kcm_port}",
-            "--leader-elect=false",
-            "--use-service-account-credentials=true",
-            f"--service-account-private-key-file={p / 'sa.key'}",
-            f"--root-ca-file={p / 'ca.crt'}",
-            f"--cluster-signing-cert-file={p / 'ca.crt'}",
-            f"--cluster-signing-key-file={p / 'ca.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            # default controller set: deployment, replicaset, statefulset,
-            # namespace, garbage collector, HPA, PV binder/protection, ...
-            "--controllers=*",
-        ])
-        self._spawn("kube-scheduler", [
-            self.bin_dir / "kube-scheduler",
-            f"--kubeconfig={sched_kc}",
-            f"--authentication-kubeconfig={sched_kc}",
-            f"--authorization-kubeconfig={sched_kc}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={sched_port}",
-            "--leader-elect=false",
-        ])
+        def spawn_kcm():
+            kcm_port = self._ports["kube-controller-manager"] = _free_port()
+            self._spawn(
+                "kube-controller-manager",
+                [
+                    self.bin_dir / "kube-controller-manager",
+                    f"--kubeconfig={kcm_kc}",
+                    f"--authentication-kubeconfig={kcm_kc}",
+                    f"--authorization-kubeconfig={kcm_kc}",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={kcm_port}",
+                    "--leader-elect=false",
+                    "--use-service-account-credentials=true",
+                    f"--service-account-private-key-file={p / 'sa.key'}",
+                    f"--root-ca-file={p / 'ca.crt'}",
+                    f"--cluster-signing-cert-file={p / 'ca.crt'}",
+                    f"--cluster-signing-key-file={p / 'ca.key'}",
+                    f"--service-cluster-ip-range={SERVICE_CIDR}",
+                    # default controller set: deployment, replicaset, statefulset,
+                    # namespace, garbage collector, HPA, PV binder/protection, ...
+                    "--controllers=*",
+                ],
+            )
+
+        def spawn_scheduler():
+            sched_port = self._ports["kube-scheduler"] = _free_port()
+            self._spawn(
+                "kube-scheduler",
+                [
+                    self.bin_dir / "kube-scheduler",
+                    f"--kubeconfig={sched_kc}",
+                    f"--authentication-kubeconfig={sched_kc}",
+                    f"--authorization-kubeconfig={sched_kc}",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={sched_port}",
+                    "--leader-elect=false",
+                ],
+            )
+
+        self._spawners["kube-controller-manager"] = spawn_kcm
+        self._spawners["kube-scheduler"] = spawn_scheduler
+        spawn_kcm()
+        spawn_scheduler()
+
         kwok_cfg = self.workdir / "kwok.yaml"
+        # Stages only: a KwokConfiguration document loaded from a file is not
+        # defaulted by kwok v0.8.0 ("node leases parallelism must be greater
+        # than 0"), so options are passed as flags instead.
         kwok_cfg.write_text(
-            "apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions: {}\n---"
-            + _KWOK_NODE_STAGES + "---" + _KWOK_POD_STAGES + "---"
-            + _volume_stages(self.simulated_provisioners))
+            _KWOK_NODE_STAGES + "---" + _KWOK_POD_STAGES + "---" + _volume_stages(self.simulated_provisioners)
+        )
         env = dict(os.environ)
         env["HOME"] = str(self.workdir)  # kwok also reads ~/.kwok/kwok.yaml; keep it isolated
         key, value = FAKE_NODE_ANNOTATION
-        self._spawn("kwok", [
-            self.bin_dir / "kwok",
-            f"--config={kwok_cfg}",
-            f"--kubeconfig={kwok_kc}",
-            "--manage-all-nodes=false",
-            f"--manage-nodes-with-annotation-selector={key}={value}",
-            f"--cidr={POD_CIDR}",
-            "--node-ip=127.0.0.1",
-            "--node-lease-duration-seconds=40",
-        ], env=env)
+        self._spawn(
+            "kwok",
+            [
+                self.bin_dir / "kwok",
+                f"--config={kwok_cfg}",
+                f"--kubeconfig={kwok_kc}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={key}={value}",
+                f"--cidr={POD_CIDR}",
+                "--node-ip=127.0.0.1",
+                "--node-lease-duration-seconds=40",
+            ],
+            env=env,
+        )
 
     def _bootstrap_objects(self):
         from kubernetes import client
@@ -899,45 +1071,67 @@ class LocalControlPlane:
         api = self.api_client()
         try:
             core = client.CoreV1Api(api)
+            # Fake nodes report the control plane's version as kubelet version
+            # (kwok keeps a nodeInfo it finds instead of writing "kwok-v0.8.0").
+            self.version = client.VersionApi(api).get_code().git_version
             key, value = FAKE_NODE_ANNOTATION
             zones = ["us-east-1a", "us-east-1b", "us-east-1c"]
             for i, name in enumerate(self.node_names):
-                core.create_node({
-                    "apiVersion": "v1",
-                    "kind": "Node",
-                    "metadata": {
-                        "name": name,
-                        "annotations": {key: value, "node.alpha.kubernetes.io/ttl": "0"},
-                        "labels": {
-                            "kubernetes.io/hostname": name,
-                            "kubernetes.io/os": "linux",
-                            "kubernetes.io/arch": "amd64",
-                            "node.kubernetes.io/instance-type": "m5.large",
-                            "topology.kubernetes.io/region": "us-east-1",
-                            "topology.kubernetes.io/zone": zones[i % len(zones)],
-                            "type": "kwok",
+                core.create_node(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Node",
+                        "metadata": {
+                            "name": name,
+                            "annotations": {key: value, "node.alpha.kubernetes.io/ttl": "0"},
+                            "labels": {
+                                "kubernetes.io/hostname": name,
+                                "kubernetes.io/os": "linux",
+                                "kubernetes.io/arch": "amd64",
+                                "node.kubernetes.io/instance-type": "m5.large",
+                                "topology.kubernetes.io/region": "us-east-1",
+                                "topology.kubernetes.io/zone": zones[i % len(zones)],
+                                "type": "kwok",
+                            },
                         },
-                    },
-                    "status": {
-                        "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110",
-                                        "ephemeral-storage": "100Gi"},
-                        "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110",
-                                     "ephemeral-storage": "100Gi"},
-                    },
-                })
+                        "status": {
+                            "allocatable": {
+                                "cpu": "32",
+                                "memory": "256Gi",
+                                "pods": "110",
+                                "ephemeral-storage": "100Gi",
+                            },
+                            "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-storage": "100Gi"},
+                            "nodeInfo": {
+                                "kubeletVersion": self.version,
+                                "kubeProxyVersion": self.version,
+                                "containerRuntimeVersion": "kwok://fake",
+                                "osImage": "kwok fake node",
+                                "operatingSystem": "linux",
+                                "architecture": "amd64",
+                                "kernelVersion": "",
+                                "bootID": "",
+                                "machineID": "",
+                                "systemUUID": "",
+                            },
+                        },
+                    }
+                )
             if self.storage_class:
-                client.StorageV1Api(api).create_storage_class({
-                    "apiVersion": "storage.k8s.io/v1",
-                    "kind": "StorageClass",
-                    "metadata": {
-                        "name": self.storage_class,
-                        "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
-                    },
-                    "provisioner": FAKE_PROVISIONER,
-                    "reclaimPolicy": "Delete",
-                    "volumeBindingMode": "WaitForFirstConsumer",
-                    "allowVolumeExpansion": True,
-                })
+                client.StorageV1Api(api).create_storage_class(
+                    {
+                        "apiVersion": "storage.k8s.io/v1",
+                        "kind": "StorageClass",
+                        "metadata": {
+                            "name": self.storage_class,
+                            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+                        },
+                        "provisioner": FAKE_PROVISIONER,
+                        "reclaimPolicy": "Delete",
+                        "volumeBindingMode": "WaitForFirstConsumer",
+                        "allowVolumeExpansion": True,
+                    }
+                )
         finally:
             api.close()
 
@@ -945,8 +1139,13 @@ class LocalControlPlane:
         from kubernetes import client
 
         for name in ("kube-controller-manager", "kube-scheduler"):
-            url = f"https://127.0.0.1:{self._ports[name]}/healthz"
-            self._wait(f"{name} /healthz", lambda url=url: self._https_get(url, verify_ca=False)[0] == 200)
+            # the port is looked up on every poll: a restart may have changed it
+            self._wait(
+                f"{name} /healthz",
+                lambda name=name: (
+                    self._https_get(f"https://127.0.0.1:{self._ports[name]}/healthz", verify_ca=False)[0] == 200
+                ),
+            )
 
         api = self.api_client()
         try:
@@ -965,10 +1164,11 @@ class LocalControlPlane:
 
             self._wait(f"{len(self.node_names)} kwok nodes Ready (and untainted)", nodes_ready)
             # The service-account controller of kube-controller-manager is running:
-            self._wait("ServiceAccount default/default",
-                       lambda: core.read_namespaced_service_account("default", "default") is not None)
-            self._wait("/readyz after bootstrap",
-                       lambda: self._https_get(self.api_url + "/readyz")[0] == 200)
+            self._wait(
+                "ServiceAccount default/default",
+                lambda: core.read_namespaced_service_account("default", "default") is not None,
+            )
+            self._wait("/readyz after bootstrap", lambda: self._https_get(self.api_url + "/readyz")[0] == 200)
         finally:
             api.close()
 
@@ -984,7 +1184,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     cp = LocalControlPlane(args.workdir, args.bin_dir, nodes=args.nodes)
     cp.start()
-    print(f"ready in {cp.startup_seconds:.1f}s: KUBECONFIG={cp.kubeconfig} ({cp.api_url})", flush=True)
+    print(f"ready in {cp.startup_seconds:.1f}s {cp.timings}: KUBECONFIG={cp.kubeconfig} ({cp.api_url})", flush=True)
     try:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         signal.sigwait({signal.SIGINT, signal.SIGTERM})

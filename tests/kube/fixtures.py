@@ -92,7 +92,7 @@ def kube_api_client(kube_control_plane):
 def _namespace_name(nodeid: str) -> str:
     base = re.sub(r"[^a-z0-9-]+", "-", nodeid.split("::")[-1].lower()).strip("-")
     suffix = uuid.uuid4().hex[:6]
-    return f"t-{base[:63 - 3 - len(suffix) - 1].strip('-')}-{suffix}"
+    return f"t-{base[: 63 - 3 - len(suffix) - 1].strip('-')}-{suffix}"
 
 
 @pytest.fixture
@@ -103,8 +103,13 @@ def kube_namespace(request, kube_api_client):
 
     core = client.CoreV1Api(kube_api_client)
     name = _namespace_name(request.node.nodeid)
-    core.create_namespace({"apiVersion": "v1", "kind": "Namespace",
-                           "metadata": {"name": name, "labels": {"helix.test/namespace": "true"}}})
+    core.create_namespace(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "labels": {"helix.test/namespace": "true"}},
+        }
+    )
     # Pods are rejected until the service-account controller made 'default'.
     deadline = time.monotonic() + 30
     while True:

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-pytest_plugins = ["tests.kube.fixtures"]
+# Fixtures: tests/kube/fixtures.py, enabled by pytest_plugins in tests/conftest.py.
 
 kubernetes = pytest.importorskip("kubernetes")
 from kubernetes import client  # noqa: E402
@@ -58,17 +58,23 @@ def statefulset(name, replicas, storage="1Gi"):
             "selector": {"matchLabels": _labels(name)},
             "template": {
                 "metadata": {"labels": _labels(name)},
-                "spec": {"containers": [{
-                    "name": "db", "image": PAUSE_IMAGE,
-                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-                }]},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "db",
+                            "image": PAUSE_IMAGE,
+                            "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                        }
+                    ]
+                },
             },
-            "volumeClaimTemplates": [{
-                "metadata": {"name": "data"},
-                # no storageClassName: the default class 'standard' is used
-                "spec": {"accessModes": ["ReadWriteOnce"],
-                         "resources": {"requests": {"storage": storage}}},
-            }],
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data"},
+                    # no storageClassName: the default class 'standard' is used
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage}}},
+                }
+            ],
         },
     }
 
@@ -90,6 +96,9 @@ def test_api_reports_pinned_version(kube_control_plane, kube_api_client):
     assert kube_control_plane.api_url.startswith("https://127.0.0.1:")
     nodes = client.CoreV1Api(kube_api_client).list_node().items
     assert sorted(n.metadata.name for n in nodes) == sorted(kube_control_plane.node_names)
+    for node in nodes:  # kwok-simulated kubelets report the same version
+        assert node.status.node_info.kubelet_version == k8s_version()
+        assert {c.type: c.status for c in node.status.conditions}["Ready"] == "True"
 
 
 def test_deployment_becomes_available(kube_api_client, kube_namespace):
@@ -102,10 +111,46 @@ def test_deployment_becomes_available(kube_api_client, kube_namespace):
         return d.status.available_replicas == 2 and conds.get("Available") == "True"
 
     wait_for("Deployment web Available with 2 replicas", available)
-    pods = client.CoreV1Api(kube_api_client).list_namespaced_pod(
-        kube_namespace, label_selector="app.kubernetes.io/name=web").items
+    pods = (
+        client.CoreV1Api(kube_api_client)
+        .list_namespaced_pod(kube_namespace, label_selector="app.kubernetes.io/name=web")
+        .items
+    )
     assert len(pods) == 2
     assert all(p.status.phase == "Running" and p.spec.node_name for p in pods)
+
+
+def test_hpa_can_exist_without_metrics_server(kube_api_client, kube_namespace):
+    apps = client.AppsV1Api(kube_api_client)
+    apps.create_namespaced_deployment(kube_namespace, deployment("web", 1))
+    autoscaling = client.AutoscalingV2Api(kube_api_client)
+    autoscaling.create_namespaced_horizontal_pod_autoscaler(
+        kube_namespace,
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                "minReplicas": 1,
+                "maxReplicas": 3,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}},
+                    }
+                ],
+            },
+        },
+    )
+
+    def processed():  # the real HPA controller looked at it (and found no metrics API)
+        hpa = autoscaling.read_namespaced_horizontal_pod_autoscaler("web", kube_namespace)
+        return {c.type: c.status for c in (hpa.status.conditions or [])}
+
+    conds = wait_for("HPA conditions set by the controller", processed, timeout=60)
+    assert conds.get("AbleToScale") == "True"
+    assert conds.get("ScalingActive") == "False"  # no metrics server: expected
 
 
 def test_statefulset_with_volume_claim_template_becomes_ready(kube_api_client, kube_namespace):
@@ -143,16 +188,21 @@ def test_namespace_deletion_completes(kube_api_client):
     apps.create_namespaced_deployment(ns, deployment("web", 1))
     core.create_namespaced_service(ns, headless_service("db"))
     apps.create_namespaced_stateful_set(ns, statefulset("db", 1))
-    wait_for("StatefulSet ready before deletion",
-             lambda: apps.read_namespaced_stateful_set("db", ns).status.ready_replicas == 1)
+    wait_for(
+        "StatefulSet ready before deletion",
+        lambda: apps.read_namespaced_stateful_set("db", ns).status.ready_replicas == 1,
+    )
     pv_name = core.read_namespaced_persistent_volume_claim("data-db-0", ns).spec.volume_name
     assert pv_name
 
     core.delete_namespace(ns)
     wait_for(f"namespace {ns} to disappear", lambda: not _exists(lambda: core.read_namespace(ns)), timeout=120)
     # the simulated provisioner deletes the Released volume (reclaimPolicy Delete)
-    wait_for(f"PersistentVolume {pv_name} deleted",
-             lambda: not _exists(lambda: core.read_persistent_volume(pv_name)), timeout=60)
+    wait_for(
+        f"PersistentVolume {pv_name} deleted",
+        lambda: not _exists(lambda: core.read_persistent_volume(pv_name)),
+        timeout=60,
+    )
 
 
 def _exists(read):

@@ -115,7 +115,7 @@ def test_the_command_never_appears_in_the_published_result(aws, kubeadm, run):
 
 def test_publish_again_keeps_a_valid_command(aws, kubeadm, run):
     run(kubeadm)
-    first, _ = stored(aws)
+    first, _version = stored(aws)
     result = run(kubeadm)
     assert result["changed"] is False, result
     assert stored(aws)[0] == first
@@ -124,7 +124,7 @@ def test_publish_again_keeps_a_valid_command(aws, kubeadm, run):
 
 def test_publish_renews_when_the_token_is_no_longer_listed(aws, kubeadm, run):
     run(kubeadm)
-    first, _ = stored(aws)
+    first, _version = stored(aws)
     kubeadm.revoke_all()
     result = run(kubeadm)
     assert result["changed"] is True
@@ -157,7 +157,7 @@ def test_publish_check_mode_changes_nothing(aws, kubeadm, run):
 
 def test_publish_with_kms(aws, kubeadm, run):
     run(kubeadm, encryption="aws:kms")
-    _, obj = stored(aws)
+    _body, obj = stored(aws)
     assert obj["ServerSideEncryption"] == "aws:kms"
 
 
@@ -169,7 +169,7 @@ def test_publish_fails_clearly_without_kubeadm(aws, tmp_path, run):
 
 def test_fetch_returns_the_parts(aws, kubeadm, run):
     run(kubeadm)
-    body, _ = stored(aws)
+    body, _version = stored(aws)
     result = run(state="fetched")
     assert result["changed"] is False
     assert result["command"] == body

@@ -1,0 +1,1 @@
+"""Benchmarks of the infrastructure layer against a local AWS endpoint (see bench/README.md)."""

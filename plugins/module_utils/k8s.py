@@ -1,0 +1,113 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The thin Kubernetes layer of our modules: one argument spec, one way to get a client, a few verbs.
+
+Objects go in and come out as plain dicts. Writes take ``dry_run`` so that check mode is a
+server-side dry run: the API server validates and admits the change but stores nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import traceback
+
+from ansible.module_utils.basic import env_fallback
+
+try:
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config import new_client_from_config
+    from kubernetes.config.config_exception import ConfigException
+    from kubernetes.dynamic import DynamicClient
+    from urllib3.exceptions import HTTPError
+except ImportError:
+    KUBERNETES_IMPORT_ERROR = traceback.format_exc()
+    ApiException = ConfigException = HTTPError = Exception
+else:
+    KUBERNETES_IMPORT_ERROR = None
+
+K8S_ARGUMENT_SPEC = dict(
+    kubeconfig=dict(type="path", fallback=(env_fallback, ["K8S_AUTH_KUBECONFIG", "KUBECONFIG"])),
+    context=dict(type="str", fallback=(env_fallback, ["K8S_AUTH_CONTEXT"])),
+)
+
+
+def k8s_argument_spec():
+    """A private copy of the shared options, safe for a module to change."""
+    return copy.deepcopy(K8S_ARGUMENT_SPEC)
+
+
+def error_message(error):
+    """HTTP status and the API server's own message, never the request body."""
+    status = getattr(error, "status", None)
+    if status is None:
+        return str(error)
+    try:
+        message = json.loads(error.body).get("message", error.reason)
+    except (TypeError, ValueError, AttributeError):
+        message = error.reason
+    return f"{status} {message}"
+
+
+class KubeClient:
+    """A Kubernetes API client for one kubeconfig context."""
+
+    def __init__(self, kubeconfig=None, context=None):
+        self.api = new_client_from_config(config_file=kubeconfig, context=context, persist_config=False)
+        self.dynamic = DynamicClient(self.api)
+
+    def close(self):
+        self.api.close()
+
+    def resource(self, api_version, kind):
+        return self.dynamic.resources.get(api_version=api_version, kind=kind)
+
+    def get(self, api_version, kind, name, namespace=None):
+        """The object as a dict, or None when it does not exist."""
+        try:
+            return self.resource(api_version, kind).get(name=name, namespace=namespace).to_dict()
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def apply(self, body, field_manager, dry_run=False):
+        """Server-side apply of a whole object; this manager's fields win over others'."""
+        meta = body["metadata"]
+        return (
+            self.resource(body["apiVersion"], body["kind"])
+            .server_side_apply(
+                body=body,
+                name=meta["name"],
+                namespace=meta.get("namespace"),
+                field_manager=field_manager,
+                force_conflicts=True,
+                dry_run="All" if dry_run else None,
+            )
+            .to_dict()
+        )
+
+    def merge_patch(self, api_version, kind, name, namespace, patch, dry_run=False):
+        """JSON merge patch; put metadata.resourceVersion in the patch to fail on a concurrent change."""
+        return (
+            self.resource(api_version, kind)
+            .patch(
+                body=patch,
+                name=name,
+                namespace=namespace,
+                content_type="application/merge-patch+json",
+                dry_run="All" if dry_run else None,
+            )
+            .to_dict()
+        )
+
+    def delete(self, api_version, kind, name, namespace=None, dry_run=False):
+        """Delete the object; True when it existed."""
+        try:
+            self.resource(api_version, kind).delete(name=name, namespace=namespace, dry_run="All" if dry_run else None)
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+        return True

@@ -1,0 +1,182 @@
+"""playbooks/application.yml against a real kube-apiserver (kwok nodes) and the local AWS endpoint.
+
+The tests of this module form one story and run in file order on one namespace: create, re-run,
+upgrade and roll back, bad input, no kubeconfig, delete. Needs the fixtures of
+tests/kube/fixtures.py (``pytest_plugins`` in tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+
+import pytest
+
+from tests.ansible_run import run_playbook
+
+pytestmark = pytest.mark.slow
+
+CLUSTER = "helix-apptest"
+REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"  # moto's default account, via preflight
+FIRST_TAG, SECOND_TAG = "1.0.0", "1.1.0"
+WORKLOADS = [("Deployment", "ui"), ("Deployment", "api"), ("StatefulSet", "db")]
+
+
+class App:
+    """The application layer of one test namespace, and a reader of what it made."""
+
+    def __init__(self, aws, control_plane, api_client):
+        from kubernetes.dynamic import DynamicClient
+
+        self.aws = aws
+        self.kubeconfig = control_plane.kubeconfig
+        self.namespace = f"app-{uuid.uuid4().hex[:8]}"
+        self.kube = DynamicClient(api_client)
+
+    def playbook(self, **extra_vars):
+        extra = {"kubeconfig": self.kubeconfig, "cluster_name": CLUSTER, "application_namespace": self.namespace}
+        extra.update(extra_vars)
+        return run_playbook("playbooks/application.yml", self.aws.url, extra_vars=extra)
+
+    def get(self, kind, name, api_version="v1"):
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        resource = self.kube.resources.get(api_version=api_version, kind=kind)
+        try:
+            return resource.get(name=name, namespace=None if kind == "Namespace" else self.namespace).to_dict()
+        except NotFoundError:
+            return None
+
+    def workload(self, kind, name):
+        return self.get(kind, name, api_version="apps/v1")
+
+    def wait_rolled_out(self, tag):
+        """The rollout state of every workload, once all run tag on all their ready replicas (or after 90 s)."""
+        return eventually(
+            lambda: {name: rollout_state(self.workload(kind, name)) for kind, name in WORKLOADS},
+            {name: ("done", tag) for _kind, name in WORKLOADS},
+        )
+
+
+def eventually(read, expected, timeout=90):
+    """What read() returns once it equals expected, or when timeout seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if value == expected or time.monotonic() > deadline:
+            return value
+        time.sleep(1)
+
+
+def flat(output):
+    """The output with YAML line folding undone, so that long messages read as written."""
+    return " ".join(output.split())
+
+
+def rollout_state(workload):
+    spec, status = workload["spec"], workload.get("status", {})
+    image = spec["template"]["spec"]["containers"][0]["image"]
+    done = (
+        status.get("observedGeneration") == workload["metadata"]["generation"]
+        and status.get("replicas") == spec["replicas"]
+        and status.get("updatedReplicas") == spec["replicas"]
+        and status.get("readyReplicas") == spec["replicas"]
+        and status.get("currentRevision", "") == status.get("updateRevision", "")
+    )
+    return ("done" if done else "rolling", image.rpartition(":")[2])
+
+
+@pytest.fixture(scope="module")
+def app(aws, kube_control_plane, kube_api_client):
+    app = App(aws, kube_control_plane, kube_api_client)
+    yield app
+    namespaces = app.kube.resources.get(api_version="v1", kind="Namespace")
+    if app.get("Namespace", app.namespace):
+        namespaces.delete(name=app.namespace)
+
+
+def test_create_deploys_the_app_and_waits_for_its_rollouts(app):
+    run = app.playbook(application_image_tag=FIRST_TAG)
+    assert run.returncode == 0, run.output
+
+    # The Deployment starts with one replica; the autoscaler's controller raises it to the minimum.
+    assert eventually(lambda: app.workload("Deployment", "api")["spec"]["replicas"], 2) == 2
+    assert app.wait_rolled_out(FIRST_TAG) == {name: ("done", FIRST_TAG) for _kind, name in WORKLOADS}
+    for kind, name in WORKLOADS:
+        image = app.workload(kind, name)["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert image == f"{REGISTRY}/{CLUSTER}/{name}:{FIRST_TAG}"
+
+    pull_secret = app.get("Secret", "ecr-pull-secret")
+    assert pull_secret["type"] == "kubernetes.io/dockerconfigjson"
+    assert REGISTRY in json.loads(base64.b64decode(pull_secret["data"][".dockerconfigjson"]))["auths"]
+
+    ui, api, db = (app.get("Service", name) for name in ("ui", "api", "db"))
+    assert ui["spec"]["type"] == "NodePort" and 30000 <= ui["spec"]["ports"][0]["nodePort"] <= 32767
+    assert api["spec"]["type"] == db["spec"]["type"] == "ClusterIP"
+    assert app.get("PersistentVolumeClaim", "data-db-0")["status"]["phase"] == "Bound"
+    hpa = app.get("HorizontalPodAutoscaler", "api", api_version="autoscaling/v2")
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
+    assert len(base64.b64decode(app.get("Secret", "db-credentials")["data"]["password"])) == 32
+
+
+def test_a_second_run_changes_nothing(app):
+    password = app.get("Secret", "db-credentials")["data"]["password"]
+    node_port = app.get("Service", "ui")["spec"]["ports"][0]["nodePort"]
+
+    run = app.playbook(application_image_tag=FIRST_TAG)
+
+    assert run.returncode == 0, run.output
+    assert run.changed == 0, run.output
+    assert app.get("Secret", "db-credentials")["data"]["password"] == password
+    assert app.get("Service", "ui")["spec"]["ports"][0]["nodePort"] == node_port
+
+
+def test_a_new_tag_rolls_out_and_the_previous_tag_rolls_back(app):
+    upgrade = app.playbook(application_image_tag=SECOND_TAG)
+    assert upgrade.returncode == 0, upgrade.output
+    assert upgrade.changed > 0
+    assert app.wait_rolled_out(SECOND_TAG) == {name: ("done", SECOND_TAG) for _kind, name in WORKLOADS}
+
+    rollback = app.playbook(application_image_tag=FIRST_TAG)
+    assert rollback.returncode == 0, rollback.output
+    assert app.wait_rolled_out(FIRST_TAG) == {name: ("done", FIRST_TAG) for _kind, name in WORKLOADS}
+    # The rollback is a third rollout that brings back the first ReplicaSet, not a new one.
+    api = app.workload("Deployment", "api")
+    assert api["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+
+
+def test_bad_input_fails_with_a_message_naming_each_variable(app):
+    run = app.playbook(
+        application_namespace="Bad_Namespace", application_ui_replicas=-1, application_image_tag="1.0 beta"
+    )
+
+    assert run.returncode != 0
+    assert run.changed == 0
+    output = flat(run.output)
+    assert (
+        "application_namespace must be a DNS label (a-z, 0-9, -; at most 63 characters), got 'Bad_Namespace'" in output
+    )
+    assert "application_ui_replicas must be 0 or more, got -1" in output
+    assert "application_image_tag must be an image tag (letters, digits, _ . -; at most 128), got '1.0 beta'" in output
+
+
+def test_without_a_kubeconfig_the_layer_is_skipped(app, tmp_path):
+    run = app.playbook(kubeconfig=str(tmp_path / "missing.conf"))
+
+    assert run.returncode == 0, run.output
+    assert run.changed == 0
+    assert f"Skipping the application layer (create): no kubeconfig at {tmp_path / 'missing.conf'}" in flat(run.output)
+
+
+def test_delete_removes_the_namespace_and_waits_until_it_is_gone(app):
+    run = app.playbook(lifecycle_action="delete")
+
+    assert run.returncode == 0, run.output
+    assert run.changed == 1
+    assert app.get("Namespace", app.namespace) is None
+
+    again = app.playbook(lifecycle_action="delete")
+    assert again.returncode == 0, again.output
+    assert again.changed == 0
