@@ -28,11 +28,11 @@ $(COLLECTION_LINK):
 
 ## demo: start the local AWS endpoint and run site.yml against it
 demo: setup moto-up
-	$(BIN)/ansible-playbook site.yml -i inventories/local
+	AWS_CA_BUNDLE=$(CURDIR)/.cache/moto/cert.pem $(BIN)/ansible-playbook site.yml -i inventories/local
 
 ## demo-destroy: delete everything the demo made
 demo-destroy: setup moto-up
-	$(BIN)/ansible-playbook destroy.yml -i inventories/local
+	AWS_CA_BUNDLE=$(CURDIR)/.cache/moto/cert.pem $(BIN)/ansible-playbook destroy.yml -i inventories/local
 
 moto-up: setup
 	tools/moto-server.sh start $(MOTO_PORT)

@@ -1,13 +1,14 @@
 """Measure the infrastructure layer and the ec2_instance baseline for several worker counts.
 
-For each worker count, on a freshly reset local AWS endpoint (moto server) with the bootstrap
-layer applied (not measured), in this order:
-  ours      create  playbooks/infrastructure.yml -e worker_count=N
+The infrastructure layer is measured alone: its layer playbook, without the lifecycle planning
+and cascade of playbooks/infrastructure.yml. For each worker count, on a freshly reset local AWS
+endpoint (moto server) with the bootstrap layer applied (not measured), in this order:
+  ours      create  playbooks/layers/infrastructure.yml -e worker_count=N
   ours      noop    the same again
   baseline  create  bench/baseline.yml -e worker_count=N (same VPC and worker launch template)
   baseline  noop    the same again
   baseline  delete  bench/baseline.yml -e lifecycle_action=delete
-  ours      delete  playbooks/infrastructure.yml -e lifecycle_action=delete
+  ours      delete  playbooks/layers/infrastructure.yml -e lifecycle_step=delete
 Each run records its wall time, every AWS request (through bench/aws_proxy.py, by operation and
 by the module that sent it), the peak RSS of the ansible-playbook process tree and the per-task
 times of the profile_tasks callback. Writes results.json, then results.md and results.png.
@@ -37,7 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CACHE = ROOT / ".cache" / "bench"
 CLUSTER = "helix-bench"
-INFRASTRUCTURE = "playbooks/infrastructure.yml"
+INFRASTRUCTURE = "playbooks/layers/infrastructure.yml"
+BOOTSTRAP = "playbooks/layers/bootstrap.yml"
 BASELINE = "bench/baseline.yml"
 TASK_TIME = re.compile(r"^(.+?) -+ (\d+\.\d+)s$", re.M)
 RECAP = re.compile(r"^localhost\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
@@ -133,7 +135,7 @@ def measure(proxy, subject, workers, action, extra_vars, log_dir):
 
 
 def bootstrap(moto, log_dir, settings):
-    command = playbook_command("playbooks/bootstrap.yml", settings)
+    command = playbook_command(BOOTSTRAP, {**settings, "lifecycle_step": "create"})
     _seconds, _peak, returncode, output = run_playbook(command, environment(moto.url), log_dir / "bootstrap.log")
     if returncode != 0:
         raise SystemExit("bootstrap failed:\n" + "\n".join(output.splitlines()[-25:]))
@@ -152,8 +154,8 @@ def run(workers_counts, out_dir):
         for workers in workers_counts:
             moto.reset()
             bootstrap(moto, log_dir, settings)
-            create = {**settings, "worker_count": workers}
-            delete = {**create, "lifecycle_action": "delete"}
+            create = {**settings, "worker_count": workers, "lifecycle_step": "create"}
+            delete = {**create, "lifecycle_step": "delete", "lifecycle_action": "delete"}
             for subject, action, extra_vars in [
                 ("ours", "create", create),
                 ("ours", "noop", create),

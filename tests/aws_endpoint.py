@@ -1,10 +1,19 @@
-"""A moto server on a free loopback port: the local AWS endpoint of the tests."""
+"""A moto server on a free loopback port, over TLS: the local AWS endpoint of the tests.
+
+TLS matters: the cluster bucket's policy denies every request without it, and moto enforces that.
+All servers of a test session share one self-signed certificate, exported as AWS_CA_BUNDLE so that
+boto3 in this process and in every ansible-playbook it starts trusts it.
+"""
 
 from __future__ import annotations
 
+import functools
+import os
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -21,22 +30,41 @@ def free_port():
         return s.getsockname()[1]
 
 
+@functools.lru_cache(maxsize=1)
+def certificate():
+    """(cert, key) paths of a self-signed certificate for 127.0.0.1, made once per session."""
+    directory = Path(tempfile.mkdtemp(prefix="helix-moto-tls-"))
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+        + ["-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"]
+        + ["-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    os.environ["AWS_CA_BUNDLE"] = str(cert)
+    return str(cert), str(key)
+
+
 class MotoServer:
     def __init__(self, log_dir: Path):
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.ca_bundle, self._key = certificate()
         self.log = open(log_dir / f"moto-{self.port}.log", "wb")  # noqa: SIM115 - lives as long as the server
         self.process = None
 
     def start(self, timeout=30):
         moto = Path(sys.executable).with_name("moto_server")
         self.process = subprocess.Popen(
-            [str(moto), "-H", "127.0.0.1", "-p", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT
+            [str(moto), "-H", "127.0.0.1", "-p", str(self.port), "-c", self.ca_bundle, "-k", self._key],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1)
+                urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1, context=self._tls())
                 return self
             except OSError:
                 time.sleep(0.1)
@@ -50,7 +78,10 @@ class MotoServer:
 
     def reset(self):
         """Forget every resource: each test module starts from an empty account."""
-        urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"))
+        urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"), context=self._tls())
+
+    def _tls(self):
+        return ssl.create_default_context(cafile=self.ca_bundle)
 
     def client(self, service):
-        return boto3.client(service, endpoint_url=self.url, region_name=REGION, **CREDENTIALS)
+        return boto3.client(service, endpoint_url=self.url, region_name=REGION, verify=self.ca_bundle, **CREDENTIALS)

@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# Start or stop the local AWS endpoint (moto in server mode) on loopback.
+# Start or stop the local AWS endpoint (moto in server mode) on loopback, over TLS with a
+# certificate of its own (.cache/moto/cert.pem), so TLS-only bucket policies hold as on AWS.
 set -euo pipefail
 action=$1 port=$2
 state_dir=.cache/moto
 pid_file=$state_dir/$port.pid
-url=http://127.0.0.1:$port
+cert=$state_dir/cert.pem key=$state_dir/key.pem
+url=https://127.0.0.1:$port
 
-answering() { curl -fsS -o /dev/null "$url/moto-api/" 2>/dev/null; }
+answering() { curl -fsS --cacert "$cert" -o /dev/null "$url/moto-api/" 2>/dev/null; }
 
 case $action in
 start)
-  if answering; then echo "local AWS endpoint already running at $url"; exit 0; fi
   mkdir -p "$state_dir"
-  nohup .venv/bin/moto_server -H 127.0.0.1 -p "$port" >"$state_dir/$port.log" 2>&1 &
+  if [ ! -s "$cert" ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 -subj /CN=127.0.0.1 \
+      -addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout "$key" -out "$cert" 2>/dev/null
+  fi
+  if answering; then echo "local AWS endpoint already running at $url"; exit 0; fi
+  nohup .venv/bin/moto_server -H 127.0.0.1 -p "$port" -c "$cert" -k "$key" >"$state_dir/$port.log" 2>&1 &
   echo $! >"$pid_file"
   for _ in $(seq 100); do answering && { echo "local AWS endpoint started at $url"; exit 0; }; sleep 0.1; done
   echo "moto server did not answer at $url; see $state_dir/$port.log" >&2; exit 1 ;;

@@ -41,6 +41,11 @@ options:
       - A named AWS profile. The C(AWS_PROFILE) environment variable may also be used.
     type: str
     aliases: [aws_profile]
+  aws_ca_bundle:
+    description:
+      - CA bundle to verify the endpoint's TLS certificate with, for example the local endpoint's own.
+      - The C(AWS_CA_BUNDLE) environment variable may also be used.
+    type: path
 requirements:
   - python >= 3.9
   - boto3 >= 1.34

@@ -32,6 +32,7 @@ AWS_ARGUMENT_SPEC = dict(
     secret_key=dict(type="str", aliases=["aws_secret_access_key", "aws_secret_key"], no_log=True),
     session_token=dict(type="str", aliases=["aws_session_token"], no_log=True),
     profile=dict(type="str", aliases=["aws_profile"]),
+    aws_ca_bundle=dict(type="path", fallback=(env_fallback, ["AWS_CA_BUNDLE"])),
 )
 
 # Adaptive retries back off with jitter on throttling and transient errors.
@@ -65,7 +66,10 @@ class AwsModule:
 
     def client(self, service):
         return self.session().client(
-            service, endpoint_url=self.params["endpoint_url"] or None, config=Config(**_CLIENT_CONFIG)
+            service,
+            endpoint_url=self.params["endpoint_url"] or None,
+            verify=self.params["aws_ca_bundle"] or None,
+            config=Config(**_CLIENT_CONFIG),
         )
 
     def fail_aws(self, error, msg):
