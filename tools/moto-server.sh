@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Start or stop the local AWS endpoint (moto in server mode) on loopback, over TLS with a
-# certificate of its own (.cache/moto/cert.pem), so TLS-only bucket policies hold as on AWS.
+# Start or stop the local AWS endpoint (moto in server mode) on loopback, over TLS as AWS is,
+# with a certificate of its own (.cache/moto/cert.pem).
 set -euo pipefail
 action=$1 port=$2
 state_dir=.cache/moto

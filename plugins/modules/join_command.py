@@ -17,7 +17,7 @@ description:
     C(kubeadm token list). So workers added days later get a fresh token, never a stale one.
   - With O(state=fetched), on a worker, reads the command with the node's own credentials (its
     instance profile on EC2) and either returns it or writes it to O(dest), readable by root only.
-  - With O(state=absent), removes the object.
+  - With O(state=absent), removes the object with all its versions.
   - The join command is a secret for as long as its token lives. It is never logged by this
     module; a task that returns it (O(state=fetched) without O(dest)) must set C(no_log=true).
 author:
@@ -297,16 +297,22 @@ def fetch(aws, s3):
 
 
 def remove(aws, s3):
+    """Delete every version of the join object: in a versioned bucket a plain delete only hides it."""
     p = aws.params
     try:
-        s3.head_object(Bucket=p["bucket"], Key=p["key"])
+        listing = s3.list_object_versions(Bucket=p["bucket"], Prefix=p["key"])
     except (BotoCoreError, ClientError) as e:
-        if error_code(e) in MISSING or error_code(e) == "NoSuchBucket":
+        if error_code(e) == "NoSuchBucket":
             return False, {}
         raise
-    if not aws.check_mode:
-        s3.delete_object(Bucket=p["bucket"], Key=p["key"])
-    return True, {}
+    versions = [
+        {"Key": v["Key"], "VersionId": v["VersionId"]}
+        for v in listing.get("Versions", []) + listing.get("DeleteMarkers", [])
+        if v["Key"] == p["key"]
+    ]
+    if versions and not aws.check_mode:
+        s3.delete_objects(Bucket=p["bucket"], Delete={"Objects": versions, "Quiet": True})
+    return bool(versions), {}
 
 
 def main():
