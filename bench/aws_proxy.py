@@ -16,6 +16,7 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -118,8 +119,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _upstream(self):
         if getattr(self, "_connection", None) is None:
-            upstream = self.server.upstream_host, self.server.upstream_port
-            self._connection = http.client.HTTPConnection(*upstream, timeout=300)
+            upstream, tls = (self.server.upstream_host, self.server.upstream_port), self.server.upstream_tls
+            if tls is None:
+                self._connection = http.client.HTTPConnection(*upstream, timeout=300)
+            else:
+                self._connection = http.client.HTTPSConnection(*upstream, timeout=300, context=tls)
         return self._connection
 
     def _forward(self, body):
@@ -168,15 +172,26 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class CountingProxy(ThreadingHTTPServer):
-    """Forwards to `upstream` (http://host:port) and keeps a list of the calls it forwarded."""
+    """Forwards to `upstream` and keeps a list of the calls it forwarded.
+
+    An https upstream is trusted with `cafile`; given `certfile` and `keyfile` the proxy serves TLS
+    itself, so the modules speak to it as they would to AWS.
+    """
 
     daemon_threads = True
 
-    def __init__(self, upstream):
+    def __init__(self, upstream, cafile=None, certfile=None, keyfile=None):
         super().__init__(("127.0.0.1", 0), _Handler)
         split = urlsplit(upstream)
         self.upstream_host, self.upstream_port = split.hostname, split.port
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        self.upstream_tls = ssl.create_default_context(cafile=cafile) if split.scheme == "https" else None
+        scheme = "http"
+        if certfile:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(certfile, keyfile)
+            self.socket = context.wrap_socket(self.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server_address[1]}"
         self._calls = []
         self._lock = threading.Lock()
         self._thread = None

@@ -7,7 +7,7 @@ endpoint (moto server) with the bootstrap layer applied (not measured), in this 
   ours      noop    the same again
   baseline  create  bench/baseline.yml -e worker_count=N (same VPC and worker launch template)
   baseline  noop    the same again
-  baseline  delete  bench/baseline.yml -e lifecycle_action=delete
+  baseline  delete  bench/baseline.yml -e lifecycle_step=delete
   ours      delete  playbooks/layers/infrastructure.yml -e lifecycle_step=delete
 Each run records its wall time, every AWS request (through bench/aws_proxy.py, by operation and
 by the module that sent it), the peak RSS of the ansible-playbook process tree and the per-task
@@ -32,7 +32,7 @@ from pathlib import Path
 from bench import report
 from bench.aws_proxy import CountingProxy
 from bench.procmon import PeakTreeRss
-from tests.aws_endpoint import MotoServer
+from tests.aws_endpoint import MotoServer, certificate
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -147,7 +147,8 @@ def run(workers_counts, out_dir):
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = {"cluster_name": CLUSTER, "ssh_key_dir": str(CACHE / "ssh")}
     moto = MotoServer(log_dir).start()
-    proxy = CountingProxy(moto.url).start()
+    cert, key = certificate()  # the local endpoint speaks TLS; so does the proxy, with the same certificate
+    proxy = CountingProxy(moto.url, cafile=cert, certfile=cert, keyfile=key).start()
     started = time.monotonic()
     results = []
     try:

@@ -107,7 +107,7 @@ def plant(aws):
 
 def deleted_by_teardown(output):
     """kind -> ids that the layer_teardown task reported (ansible.posix.json callback output)."""
-    report = json.loads(output[output.index("{") :])
+    report, _end = json.JSONDecoder().raw_decode(output[output.index("{") :])  # stderr follows
     found = {}
     for play in report["plays"]:
         for task in play["tasks"]:
