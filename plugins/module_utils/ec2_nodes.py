@@ -18,6 +18,16 @@ LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 WAIT_DELAY = 5
 
 
+def _instances(ec2, **query):
+    paginator = ec2.get_paginator("describe_instances")
+    return [
+        instance
+        for page in paginator.paginate(**query)
+        for reservation in page["Reservations"]
+        for instance in reservation["Instances"]
+    ]
+
+
 def describe_group(ec2, cluster_name, role):
     """Live instances of one node group, in one paginated call."""
     filters = [
@@ -25,23 +35,11 @@ def describe_group(ec2, cluster_name, role):
         {"Name": f"tag:{ROLE_TAG}", "Values": [role]},
         {"Name": "instance-state-name", "Values": LIVE_STATES},
     ]
-    paginator = ec2.get_paginator("describe_instances")
-    return [
-        instance
-        for page in paginator.paginate(Filters=filters)
-        for reservation in page["Reservations"]
-        for instance in reservation["Instances"]
-    ]
+    return _instances(ec2, Filters=filters)
 
 
 def describe_ids(ec2, instance_ids):
-    paginator = ec2.get_paginator("describe_instances")
-    return [
-        instance
-        for page in paginator.paginate(InstanceIds=instance_ids)
-        for reservation in page["Reservations"]
-        for instance in reservation["Instances"]
-    ]
+    return _instances(ec2, InstanceIds=instance_ids)
 
 
 def node_number(instance):
