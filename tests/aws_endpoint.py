@@ -1,6 +1,7 @@
 """A moto server on a free loopback port, over TLS: the local AWS endpoint of the tests.
 
-It speaks TLS, as AWS does, so boto3's and amazon.aws's TLS paths run as they do against AWS. All servers of a test session share one self-signed certificate, exported as AWS_CA_BUNDLE so that
+It speaks TLS, as AWS does, so boto3's and amazon.aws's TLS paths run as they do against AWS.
+All servers of a test session share one self-signed certificate, exported as AWS_CA_BUNDLE so that
 boto3 in this process and in every ansible-playbook it starts trusts it.
 """
 
