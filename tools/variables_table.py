@@ -39,8 +39,8 @@ def table():
 
 
 def render(readme):
-    head, _, rest = readme.partition(BEGIN)
-    _, _, tail = rest.partition(END)
+    head, _begin, rest = readme.partition(BEGIN)
+    _table, _end, tail = rest.partition(END)
     return f"{head}{BEGIN}\n{table()}\n{END}{tail}"
 
 

@@ -25,6 +25,9 @@ except ImportError:
 else:
     BOTO3_IMPORT_ERROR = None
 
+# ClientError and BotoCoreError are exported: modules catch both.
+__all__ = ["AWS_ARGUMENT_SPEC", "AwsModule", "BotoCoreError", "ClientError", "error_code"]
+
 AWS_ARGUMENT_SPEC = dict(
     region=dict(type="str", aliases=["aws_region"], fallback=(env_fallback, ["AWS_REGION", "AWS_DEFAULT_REGION"])),
     endpoint_url=dict(type="str", aliases=["aws_endpoint_url"], fallback=(env_fallback, ["HELIX_AWS_ENDPOINT_URL"])),

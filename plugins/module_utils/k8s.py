@@ -27,6 +27,18 @@ except ImportError:
 else:
     KUBERNETES_IMPORT_ERROR = None
 
+# The exception classes are exported: modules catch them.
+__all__ = [
+    "ApiException",
+    "ConfigException",
+    "HTTPError",
+    "K8S_ARGUMENT_SPEC",
+    "KUBERNETES_IMPORT_ERROR",
+    "KubeClient",
+    "error_message",
+    "k8s_argument_spec",
+]
+
 K8S_ARGUMENT_SPEC = dict(
     kubeconfig=dict(type="path", fallback=(env_fallback, ["K8S_AUTH_KUBECONFIG", "KUBECONFIG"])),
     context=dict(type="str", fallback=(env_fallback, ["K8S_AUTH_CONTEXT"])),

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Stand-in for flannel's CNI plugin (github.com/flannel-io/cni-plugin) on the local test nodes.
 
 The Go module proxy does not serve flannel's CNI plugin, so the test image `flannel-cni-plugin`
@@ -31,7 +30,7 @@ def subnet_env():
     try:
         with open(SUBNET_ENV) as f:
             for line in f:
-                key, _, value = line.strip().partition("=")
+                key, _sep, value = line.strip().partition("=")
                 if key:
                     env[key] = value
     except OSError as e:

@@ -59,6 +59,9 @@ image coredns --ref "registry.k8s.io/coredns/coredns:$COREDNS_VERSION" \
 # flanneld is built with cgo: it needs libc, which the iptables libraries above already bring.
 image flannel --ref "ghcr.io/flannel-io/flannel:$FLANNEL_VERSION" \
     --file "$NBIN/flannel-$FLANNEL_VERSION:/opt/bin/flanneld" --dir /run --dir /tmp "${IPT[@]}"
+# The source carries no shebang (ansible-test allows none that names python3); the image's copy does.
+flannel_cni=$(mktemp -d)/flannel
+{ echo '#!/usr/bin/python3'; cat "$HERE/flannel-cni.py"; } >"$flannel_cni"
 image flannel-cni-plugin --ref "$FLANNEL_CNI_IMAGE" \
-    --file "$HERE/flannel-cni.py:/flannel:0755" --from-rootfs "$ROOTFS" --with-libs /usr/bin/cp
+    --file "$flannel_cni:/flannel:0755" --from-rootfs "$ROOTFS" --with-libs /usr/bin/cp
 echo "$OUT"
