@@ -94,9 +94,8 @@ def test_scale_down_drains_and_deletes_nodes_before_terminating(aws, settings, k
     run = scale_to_two(aws, settings, kube_control_plane, nodes_drain_force=True)
     assert run.returncode == 0, run.output
     # Last headers: the plan's skipped steps list their tasks too, in the static order of playbooks/lifecycle.yml.
-    assert run.output.rindex("TASK [helix.kubeadm_aws.nodes : Cordon and drain each leaving worker]") < run.output.rindex(
-        "TASK [helix.kubeadm_aws.nodes : Make exactly the wanted number of nodes"
-    )
+    drained = run.output.rindex("TASK [helix.kubeadm_aws.nodes : Cordon and drain each leaving worker]")
+    assert drained < run.output.rindex("TASK [helix.kubeadm_aws.nodes : Make exactly the wanted number of nodes")
     assert list(workers(aws.client("ec2"))) == ["drain-worker-01", "drain-worker-02"]
     remaining = sorted(n.metadata.name for n in five_workers.list_node().items)
     kept = sorted(node_name(before[name]) for name in ("drain-worker-01", "drain-worker-02"))
