@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils import waiters
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.tagging import (
     ROLE_TAG,
     cluster_filter,
@@ -15,7 +16,6 @@ from ansible_collections.helix.kubeadm_aws.plugins.module_utils.tagging import (
 
 NUMBER_TAG = "helix/node-number"
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
-WAIT_DELAY = 5
 
 
 def _instances(ec2, **query):
@@ -69,12 +69,9 @@ def terminate(ec2, instance_ids):
 
 
 def wait(ec2, waiter_name, instance_ids, timeout):
-    """One waiter for the whole batch; polls every few seconds up to `timeout`."""
+    """One waiter for the whole batch, not one per node."""
     if instance_ids:
-        ec2.get_waiter(waiter_name).wait(
-            InstanceIds=instance_ids,
-            WaiterConfig={"Delay": WAIT_DELAY, "MaxAttempts": max(1, timeout // WAIT_DELAY)},
-        )
+        waiters.wait(ec2, waiter_name, timeout, InstanceIds=instance_ids)
 
 
 def node_facts(instance, role, number, name):

@@ -15,6 +15,7 @@ import time
 
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import BotoCoreError, ClientError, error_code
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.tagging import cluster_filter, cluster_tag_key, to_dict
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils.waiters import wait
 
 LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 
@@ -112,9 +113,7 @@ def _owned_elbv2(api, arns, cluster):
 def delete_load_balancers(api, arns, timeout=600):
     for arn in arns:
         _ignore_missing(lambda arn=arn: api.elbv2.delete_load_balancer(LoadBalancerArn=arn), "LoadBalancerNotFound")
-    api.elbv2.get_waiter("load_balancers_deleted").wait(
-        LoadBalancerArns=arns, WaiterConfig={"Delay": 5, "MaxAttempts": max(1, timeout // 5)}
-    )
+    wait(api.elbv2, "load_balancers_deleted", timeout, LoadBalancerArns=arns)
 
 
 def delete_target_group(api, arn):
@@ -154,9 +153,7 @@ def find_instances(api, cluster):
 def delete_instances(api, ids, timeout=600):
     """Instances go in one call and one wait, not one per node."""
     api.ec2.terminate_instances(InstanceIds=ids)
-    api.ec2.get_waiter("instance_terminated").wait(
-        InstanceIds=ids, WaiterConfig={"Delay": 5, "MaxAttempts": max(1, timeout // 5)}
-    )
+    wait(api.ec2, "instance_terminated", timeout, InstanceIds=ids)
 
 
 def find_launch_templates(api, cluster):
@@ -228,9 +225,7 @@ def delete_volumes(api, ids, timeout=300):
         if v["State"] != "available"
     ]
     if attached:
-        api.ec2.get_waiter("volume_available").wait(
-            VolumeIds=attached, WaiterConfig={"Delay": 5, "MaxAttempts": max(1, timeout // 5)}
-        )
+        wait(api.ec2, "volume_available", timeout, VolumeIds=attached)
     for volume_id in ids:
         _ignore_missing(lambda volume_id=volume_id: api.ec2.delete_volume(VolumeId=volume_id), "InvalidVolume.NotFound")
 
