@@ -10,11 +10,8 @@ from ansible_collections.helix.kubeadm_aws.plugins.module_utils.tagging import (
     ROLE_TAG,
     cluster_filter,
     tag_specifications,
-    to_dict,
-    to_list,
 )
 
-NUMBER_TAG = "helix/node-number"
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 
 
@@ -28,39 +25,33 @@ def _instances(ec2, **query):
     ]
 
 
+def oldest_first(instance):
+    return (instance["LaunchTime"], instance.get("AmiLaunchIndex", 0), instance["InstanceId"])
+
+
 def describe_group(ec2, cluster_name, role):
-    """Live instances of one node group, in one paginated call."""
+    """Live instances of one node group, oldest first, in one paginated call."""
     filters = [
         cluster_filter(cluster_name),
         {"Name": f"tag:{ROLE_TAG}", "Values": [role]},
         {"Name": "instance-state-name", "Values": LIVE_STATES},
     ]
-    return _instances(ec2, Filters=filters)
+    return sorted(_instances(ec2, Filters=filters), key=oldest_first)
 
 
 def describe_ids(ec2, instance_ids):
     return _instances(ec2, InstanceIds=instance_ids)
 
 
-def node_number(instance):
-    value = to_dict(instance.get("Tags")).get(NUMBER_TAG, "")
-    return int(value) if value.isdigit() else None
-
-
 def launch(ec2, launch_template, subnet_id, count, tags):
-    """Launch `count` instances in one subnet with a single RunInstances call."""
-    response = ec2.run_instances(
+    """Launch `count` instances in one subnet with a single RunInstances call, tagged as they start."""
+    return ec2.run_instances(
         LaunchTemplate={"LaunchTemplateName": launch_template, "Version": "$Default"},
         SubnetId=subnet_id,
         MinCount=count,
         MaxCount=count,
         TagSpecifications=tag_specifications(["instance", "volume", "network-interface"], tags),
-    )
-    return sorted(response["Instances"], key=lambda i: i.get("AmiLaunchIndex", 0))
-
-
-def name_instance(ec2, instance_id, name, number):
-    ec2.create_tags(Resources=[instance_id], Tags=to_list({"Name": name, NUMBER_TAG: str(number)}))
+    )["Instances"]
 
 
 def terminate(ec2, instance_ids):
@@ -74,12 +65,12 @@ def wait(ec2, waiter_name, instance_ids, timeout):
         waiters.wait(ec2, waiter_name, timeout, InstanceIds=instance_ids)
 
 
-def node_facts(instance, role, number, name):
+def node_facts(instance, role):
+    """What the playbooks need of a node, named by its private DNS name (unique, unlike the Name tag)."""
     return {
         "id": instance["InstanceId"],
-        "name": name,
+        "name": instance.get("PrivateDnsName") or instance["InstanceId"],
         "role": role,
-        "number": number,
         "az": instance.get("Placement", {}).get("AvailabilityZone"),
         "subnet_id": instance.get("SubnetId"),
         "private_ip": instance.get("PrivateIpAddress"),

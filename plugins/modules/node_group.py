@@ -11,12 +11,15 @@ short_description: Keep exactly N EC2 nodes of one cluster role, spread over ava
 version_added: 0.1.0
 description:
   - Makes exactly O(count) instances of one node role of a cluster exist, launched from a launch
-    template and spread round-robin over O(subnet_ids).
-  - Node N is named C(<cluster_name>-<role>-NN) and always placed in subnet (N - 1) mod the number of
-    subnets, so a node keeps its name and availability zone for its whole life.
-  - Launches with one RunInstances call per subnet, terminates with one call, and waits for the whole
-    batch with one EC2 waiter.
-  - Scale-down removes the highest-numbered nodes first and reports them in RV(to_terminate).
+    template and kept balanced over O(subnet_ids) (one subnet per availability zone), the way an
+    Auto Scaling group balances its zones.
+  - The nodes of a group are interchangeable. They all carry the Name tag C(<cluster_name>-<role>)
+    and are told apart by instance id and private DNS name.
+  - New nodes go to the subnets with the fewest nodes. Scale-down removes the newest node of the
+    fullest subnet, one at a time, and reports the nodes it removes in RV(to_terminate).
+  - Launches with one RunInstances call per subnet, with every tag given at launch, terminates with one
+    call and waits for the whole batch with one EC2 waiter; the number of API calls does not grow with
+    the number of nodes.
   - In check mode nothing changes and RV(to_create) / RV(to_terminate) give the plan.
 author:
   - Helix platform engineering (@helix)
@@ -39,7 +42,7 @@ options:
     type: str
   subnet_ids:
     description:
-      - Subnets to spread the nodes over, in order; node N goes to subnet (N - 1) mod length.
+      - Subnets to balance the nodes over; on a tie the first subnet gets the next node.
       - Required when nodes must be created.
     type: list
     elements: str
@@ -64,7 +67,7 @@ attributes:
     description: Returns the plan without launching or terminating anything.
   diff_mode:
     support: full
-    description: Shows the node names before and after.
+    description: Shows the number of nodes per subnet before and after.
 """
 
 EXAMPLES = r"""
@@ -94,135 +97,100 @@ EXAMPLES = r"""
 
 RETURN = r"""
 nodes:
-  description: The nodes of the group after the change (the planned ones in check mode), by number.
+  description: The live nodes of the group after the change, oldest first (in check mode, before it).
   returned: always
   type: list
   elements: dict
   sample:
     - id: i-0123456789abcdef0
-      name: demo-worker-01
+      name: ip-10-42-0-12.ec2.internal
       role: worker
-      number: 1
       az: us-east-1a
       subnet_id: subnet-0123
       private_ip: 10.42.0.12
       public_ip: 203.0.113.7
       state: running
 to_create:
-  description: Names of the nodes launched (or, in check mode, that would be).
-  returned: always
-  type: list
-  elements: str
-  sample: [demo-worker-04, demo-worker-05]
-to_terminate:
-  description: Nodes terminated (or, in check mode, that would be), as C(name), C(id) and C(private_ip).
+  description: How many nodes were launched (or, in check mode, would be) in which subnet.
   returned: always
   type: list
   elements: dict
-  sample: [{name: demo-worker-05, id: i-0123456789abcdef0, private_ip: 10.42.16.9}]
+  sample: [{subnet_id: subnet-0123, count: 2}, {subnet_id: subnet-4567, count: 1}]
+to_terminate:
+  description: The nodes terminated (or, in check mode, that would be), in the form of RV(nodes).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{name: ip-10-42-16-9.ec2.internal, id: i-0123456789abcdef0, private_ip: 10.42.16.9}]
 """
 
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils import ec2_nodes
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import AwsModule, BotoCoreError, ClientError
-from ansible_collections.helix.kubeadm_aws.plugins.module_utils.node_plan import (
-    batches_by_subnet,
-    node_name,
-    plan_nodes,
-)
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils.node_plan import group_name, plan_nodes
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.tagging import ROLE_TAG, cluster_tags
 
 
-def current_state(ec2, params):
-    numbered, unnumbered = {}, []
-    for instance in ec2_nodes.describe_group(ec2, params["cluster_name"], params["role"]):
-        number = ec2_nodes.node_number(instance)
-        if number is None or number in numbered:
-            unnumbered.append(instance)
-        else:
-            numbered[number] = instance
-    unnumbered.sort(key=lambda i: i["InstanceId"])
-    return numbered, unnumbered
+def check_can_launch(module, params, count):
+    for option in ("subnet_ids", "launch_template"):
+        if count > 0 and not params[option]:
+            module.fail_json(msg=f"node_group: {option} is required to create {count} {params['role']} node(s)")
 
 
-def check_can_create(module, params, create):
-    if create and not params["subnet_ids"]:
-        module.fail_json(msg=f"node_group: subnet_ids is required to create {len(create)} {params['role']} node(s)")
-    if create and not params["launch_template"]:
-        module.fail_json(
-            msg=f"node_group: launch_template is required to create {len(create)} {params['role']} node(s)"
-        )
-
-
-def launch_nodes(ec2, params, create):
-    """Launch the numbered nodes, one RunInstances call per subnet; returns {number: instance}."""
+def launch_nodes(ec2, params, launch):
+    """One RunInstances call per subnet; every node carries its tags from the start."""
     tags = cluster_tags(params["cluster_name"], "infrastructure", **{ROLE_TAG: params["role"]})
+    tags["Name"] = group_name(params["cluster_name"], params["role"])
     tags.update(params["tags"])
-    launched = {}
-    for subnet_id, numbers in batches_by_subnet(create, params["subnet_ids"]).items():
-        instances = ec2_nodes.launch(ec2, params["launch_template"], subnet_id, len(numbers), tags)
-        for number, instance in zip(numbers, instances):
-            launched[number] = instance
-    return launched
+    return [
+        instance
+        for subnet_id, count in launch.items()
+        for instance in ec2_nodes.launch(ec2, params["launch_template"], subnet_id, count, tags)
+    ]
 
 
-def name_nodes(ec2, params, numbered_instances):
-    for number, instance in numbered_instances.items():
-        name = node_name(params["cluster_name"], params["role"], number)
-        ec2_nodes.name_instance(ec2, instance["InstanceId"], name, number)
+def per_subnet(instances, launch=None):
+    counts = dict(launch or {})
+    for instance in instances:
+        counts[instance["SubnetId"]] = counts.get(instance["SubnetId"], 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def ensure(aws, ec2):
     params = aws.params
-    cluster, role = params["cluster_name"], params["role"]
-    numbered, unnumbered = current_state(ec2, params)
-    keep, adopt, create, terminate_numbers, terminate_unnumbered = plan_nodes(
-        list(numbered), [i["InstanceId"] for i in unnumbered], params["count"]
+    role = params["role"]
+    current = ec2_nodes.describe_group(ec2, params["cluster_name"], role)
+    check_can_launch(aws, params, params["count"] - len(current))
+    launch, terminate_ids = plan_nodes(
+        [(i["InstanceId"], i["SubnetId"]) for i in current],
+        params["count"],
+        params["subnet_ids"],
     )
-    by_id = {i["InstanceId"]: i for i in unnumbered}
-    to_terminate = [
-        {
-            "name": node_name(cluster, role, n),
-            "id": numbered[n]["InstanceId"],
-            "private_ip": numbered[n].get("PrivateIpAddress"),
-        }
-        for n in terminate_numbers
-    ]
-    to_terminate += [
-        {"name": None, "id": i, "private_ip": by_id[i].get("PrivateIpAddress")} for i in terminate_unnumbered
-    ]
-    before = sorted(node_name(cluster, role, n) for n in numbered)
-    changed = bool(create or adopt or to_terminate)
-    check_can_create(aws, params, create)
+    leaving = [i for i in current if i["InstanceId"] in terminate_ids]
+    final = [i for i in current if i["InstanceId"] not in terminate_ids]
+    changed = bool(launch or leaving)
 
-    final = {n: numbered[n] for n in keep}
-    final.update({number: by_id[instance_id] for instance_id, number in adopt.items()})
-    if not aws.check_mode and changed:
-        terminate_ids = [t["id"] for t in to_terminate]
+    planned = launch
+    if changed and not aws.check_mode:
         ec2_nodes.terminate(ec2, terminate_ids)
-        launched = launch_nodes(ec2, params, create)
-        name_nodes(ec2, params, {**{n: by_id[i] for i, n in adopt.items()}, **launched})
-        final.update(launched)
+        launched = launch_nodes(ec2, params, launch)
+        launched_ids = [i["InstanceId"] for i in launched]
         if params["wait"]:
-            ec2_nodes.wait(
-                ec2, "instance_running", [i["InstanceId"] for i in launched.values()], params["wait_timeout"]
-            )
+            ec2_nodes.wait(ec2, "instance_running", launched_ids, params["wait_timeout"])
             ec2_nodes.wait(ec2, "instance_terminated", terminate_ids, params["wait_timeout"])
-        if launched:
-            fresh = {i["InstanceId"]: i for i in ec2_nodes.describe_ids(ec2, [i["InstanceId"] for i in final.values()])}
-            final = {n: fresh.get(i["InstanceId"], i) for n, i in final.items()}
+        if launched_ids:
+            launched = ec2_nodes.describe_ids(ec2, launched_ids)
+        final += sorted(launched, key=ec2_nodes.oldest_first)
+        planned = {}
 
-    nodes = [ec2_nodes.node_facts(final[n], role, n, node_name(cluster, role, n)) for n in sorted(final)]
-    for number in create if aws.check_mode else []:
-        nodes.append(
-            {"id": None, "name": node_name(cluster, role, number), "role": role, "number": number, "state": "planned"}
-        )
-    after = sorted(node["name"] for node in nodes)
     return dict(
         changed=changed,
-        nodes=sorted(nodes, key=lambda node: node["number"]),
-        to_create=[node_name(cluster, role, n) for n in create],
-        to_terminate=to_terminate,
-        diff=dict(before={"nodes": before}, after={"nodes": after}),
+        nodes=[ec2_nodes.node_facts(i, role) for i in final],
+        to_create=[{"subnet_id": subnet, "count": count} for subnet, count in launch.items()],
+        to_terminate=[ec2_nodes.node_facts(i, role) for i in leaving],
+        diff=dict(
+            before={"nodes_per_subnet": per_subnet(current)},
+            after={"nodes_per_subnet": per_subnet(final, planned)},
+        ),
     )
 
 

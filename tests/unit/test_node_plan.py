@@ -2,70 +2,52 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.helix.kubeadm_aws.plugins.module_utils.node_plan import (
-    batches_by_subnet,
-    node_name,
-    plan_nodes,
-    subnet_for,
-)
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils.node_plan import group_name, plan_nodes
 
 SUBNETS = ["subnet-a", "subnet-b", "subnet-c"]
 
 
-def test_names_are_stable_and_zero_padded():
-    assert node_name("demo", "worker", 3) == "demo-worker-03"
-    assert node_name("demo", "control_plane", 1) == "demo-control-plane-01"
-    assert node_name("demo", "worker", 120) == "demo-worker-120"
+def nodes(*subnets):
+    """Nodes i-0, i-1, ... (oldest first) in the given subnets, named by letter: nodes('a', 'b')."""
+    return [(f"i-{age}", f"subnet-{s}") for age, s in enumerate(subnets)]
 
 
-def test_nodes_go_round_robin_over_subnets():
-    assert [subnet_for(n, SUBNETS) for n in range(1, 8)] == [
-        "subnet-a",
-        "subnet-b",
-        "subnet-c",
-        "subnet-a",
-        "subnet-b",
-        "subnet-c",
-        "subnet-a",
-    ]
-
-
-def test_one_batch_per_subnet():
-    assert batches_by_subnet([1, 2, 3, 4, 5], SUBNETS) == {
-        "subnet-a": [1, 4],
-        "subnet-b": [2, 5],
-        "subnet-c": [3],
-    }
+def test_group_name_is_the_role_in_dns_form():
+    assert group_name("demo", "worker") == "demo-worker"
+    assert group_name("demo", "control_plane") == "demo-control-plane"
 
 
 @pytest.mark.parametrize(
-    ("numbers", "count", "create", "terminate"),
+    ("current", "count", "launch"),
     [
-        ([], 3, [1, 2, 3], []),
-        ([1, 2, 3], 3, [], []),
-        ([1, 2, 3], 5, [4, 5], []),
-        ([1, 2, 3, 4, 5], 2, [], [3, 4, 5]),
-        ([1, 3], 3, [2], []),
-        ([1, 3], 2, [], []),
-        ([2, 3, 4], 0, [], [2, 3, 4]),
+        ((), 1, {"subnet-a": 1}),
+        ((), 5, {"subnet-a": 2, "subnet-b": 2, "subnet-c": 1}),
+        (("a", "b", "c"), 4, {"subnet-a": 1}),
+        (("a", "a", "b"), 5, {"subnet-b": 1, "subnet-c": 1}),
+        (("a", "b", "c"), 3, {}),
     ],
 )
-def test_plan_keeps_lowest_numbers_and_fills_gaps(numbers, count, create, terminate):
-    keep, adopt, planned_create, planned_terminate, terminate_unnumbered = plan_nodes(numbers, [], count)
-    assert planned_create == create
-    assert planned_terminate == terminate
-    assert adopt == {}
-    assert terminate_unnumbered == []
-    assert len(keep) + len(planned_create) == count
+def test_launches_go_to_the_emptiest_subnets(current, count, launch):
+    assert plan_nodes(nodes(*current), count, SUBNETS) == (launch, [])
 
 
-def test_unnumbered_instances_are_adopted_before_anything_is_launched():
-    keep, adopt, create, terminate, terminate_unnumbered = plan_nodes([1], ["i-b", "i-a"], 3)
-    assert adopt == {"i-b": 2, "i-a": 3}
-    assert create == []
-    assert terminate_unnumbered == []
+@pytest.mark.parametrize(
+    ("current", "count", "terminate"),
+    [
+        (("a", "b", "c", "a", "b"), 2, ["i-4", "i-3", "i-2"]),
+        (("a", "a", "a", "b"), 2, ["i-2", "i-1"]),
+        (("a", "b", "c"), 0, ["i-2", "i-1", "i-0"]),
+        (("c", "b", "a"), 2, ["i-2"]),
+    ],
+)
+def test_scale_down_takes_the_newest_node_of_the_fullest_subnet(current, count, terminate):
+    assert plan_nodes(nodes(*current), count, SUBNETS) == ({}, terminate)
 
 
-def test_surplus_unnumbered_instances_are_terminated():
-    _keep, adopt, create, terminate, terminate_unnumbered = plan_nodes([1, 2], ["i-x"], 2)
-    assert (adopt, create, terminate, terminate_unnumbered) == ({}, [], [], ["i-x"])
+def test_nodes_in_subnets_no_longer_listed_count_like_any_other():
+    assert plan_nodes(nodes("x", "x", "a"), 1, SUBNETS) == ({}, ["i-1", "i-2"])
+
+
+def test_the_scale_down_plan_does_not_depend_on_the_subnet_list():
+    current = nodes("b", "a", "c", "a", "b")
+    assert plan_nodes(current, 2, SUBNETS) == plan_nodes(current, 2, [])
