@@ -40,8 +40,8 @@ moto-up: setup
 moto-down:
 	tools/moto-server.sh stop $(MOTO_PORT)
 
-## test: everything CI runs - ruff, ansible-lint, ansible-test sanity, unit and integration tests
-test: lint sanity unit integration
+## test: everything CI runs - ruff, ansible-lint, ansible-test sanity, unit and integration tests, role scenarios
+test: lint sanity unit integration molecule-roles
 
 lint: setup
 	$(BIN)/ruff check .
