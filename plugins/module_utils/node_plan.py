@@ -31,12 +31,12 @@ def plan_nodes(nodes, count, subnet_ids):
         members.setdefault(subnet, []).append((age, node_id))
 
     terminate = []
-    for _ in range(len(nodes) - count):
+    while len(nodes) - len(terminate) > count:
         fullest = max(members.values(), key=lambda m: (len(m), m[-1][0] if m else -1))
         terminate.append(fullest.pop()[1])
 
     launch = {}
-    for _ in range(count - len(nodes)):
+    while len(nodes) + sum(launch.values()) < count:
         emptiest = min(subnet_ids, key=lambda s: len(members[s]))
         members[emptiest].append((len(nodes), None))
         launch[emptiest] = launch.get(emptiest, 0) + 1
