@@ -191,17 +191,13 @@ def test_second_run_changes_nothing(aws, settings):
     assert run.changed == 0, run.output
 
 
-@pytest.mark.parametrize(
-    ("count", "zones"),
-    [
-        (5, ["us-east-1a", "us-east-1a", "us-east-1b", "us-east-1b", "us-east-1c"]),
-        (2, ["us-east-1a", "us-east-1b"]),
-    ],
-)
-def test_scale_workers_keeps_zones_balanced(aws, settings, count, zones):
+@pytest.mark.parametrize("count", [5, 2])
+def test_scale_workers_keeps_zones_balanced(aws, settings, count):
     run = run_playbook("playbooks/infrastructure.yml", aws.url, {**settings, "worker_count": count})
     assert run.returncode == 0, run.output
-    assert worker_zones(aws.client("ec2")) == zones
+    zones = worker_zones(aws.client("ec2"))
+    per_zone = [zones.count(zone) for zone in ("us-east-1a", "us-east-1b", "us-east-1c")]
+    assert sum(per_zone) == count and max(per_zone) - min(per_zone) <= 1, zones
 
 
 def test_delete_leaves_nothing_tagged(aws, settings):
