@@ -18,7 +18,6 @@ import os
 import re
 import ssl
 import threading
-import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -30,7 +29,6 @@ MODULE = re.compile(rb"AnsiballZ_(\w+)\.py")
 
 @dataclass(frozen=True)
 class Call:
-    time: float
     service: str
     operation: str
     module: str
@@ -146,7 +144,6 @@ class _Handler(BaseHTTPRequestHandler):
         response, payload = self._forward(body)
         self.server.record(
             Call(
-                time=time.monotonic(),
                 service=(SCOPE.search(self.headers.get("Authorization", "")) or [None, "-"])[1],
                 operation=operation_of(self.command, self.path, self.headers, body),
                 module=module,

@@ -156,7 +156,7 @@ def run(workers_counts, out_dir):
             moto.reset()
             bootstrap(moto, log_dir, settings)
             create = {**settings, "worker_count": workers, "lifecycle_step": "create"}
-            delete = {**create, "lifecycle_step": "delete", "lifecycle_action": "delete"}
+            delete = {**create, "lifecycle_step": "delete"}
             for subject, action, extra_vars in [
                 ("ours", "create", create),
                 ("ours", "noop", create),

@@ -23,7 +23,11 @@ start)
   for _ in $(seq 100); do answering && { echo "local AWS endpoint started at $url"; exit 0; }; sleep 0.1; done
   echo "moto server did not answer at $url; see $state_dir/$port.log" >&2; exit 1 ;;
 stop)
-  [ -f "$pid_file" ] && kill "$(cat "$pid_file")" 2>/dev/null || true
-  rm -f "$pid_file" ;;
+  [ -f "$pid_file" ] || exit 0
+  pid=$(cat "$pid_file")
+  rm -f "$pid_file"
+  kill "$pid" 2>/dev/null || exit 0
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  echo "local AWS endpoint at $url stopped" ;;
 *) echo "usage: $0 start|stop PORT" >&2; exit 2 ;;
 esac

@@ -15,7 +15,7 @@ ROLE_NAMES = {"control_plane": "control-plane", "worker": "worker"}
 
 
 def group_name(cluster_name, role):
-    """The Name tag every node of the group carries, and the launch template's name."""
+    """The Name tag every node of the group carries (roles/nodes names its launch template alike)."""
     return f"{cluster_name}-{ROLE_NAMES[role]}"
 
 
@@ -37,7 +37,6 @@ def plan_nodes(nodes, count, subnet_ids):
 
     launch = {}
     while len(nodes) + sum(launch.values()) < count:
-        emptiest = min(subnet_ids, key=lambda s: len(members[s]))
-        members[emptiest].append((len(nodes), None))
+        emptiest = min(subnet_ids, key=lambda s: len(members[s]) + launch.get(s, 0))
         launch[emptiest] = launch.get(emptiest, 0) + 1
     return launch, terminate

@@ -14,6 +14,7 @@ import random
 import time
 
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import BotoCoreError, ClientError, error_code
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils.s3_versions import delete_versions
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.tagging import cluster_filter, cluster_tag_key, to_dict
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.waiters import wait
 
@@ -356,15 +357,8 @@ def find_buckets(api, cluster):
 
 
 def delete_bucket(api, name):
-    """Every object version and delete marker goes first, 1,000 per request."""
-    paginator = api.s3.get_paginator("list_object_versions")
-    for page in paginator.paginate(Bucket=name):
-        keys = [
-            {"Key": v["Key"], "VersionId": v["VersionId"]}
-            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
-        ]
-        if keys:
-            api.s3.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
+    """Every object version and delete marker goes first."""
+    delete_versions(api.s3, name)
     api.s3.delete_bucket(Bucket=name)
 
 

@@ -159,6 +159,7 @@ from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import (  # 
     ClientError,
     error_code,
 )
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils.s3_versions import delete_versions  # noqa: E402
 
 MISSING = ("NoSuchKey", "404", "NotFound")
 
@@ -300,19 +301,11 @@ def remove(aws, s3):
     """Delete every version of the join object: in a versioned bucket a plain delete only hides it."""
     p = aws.params
     try:
-        listing = s3.list_object_versions(Bucket=p["bucket"], Prefix=p["key"])
+        return delete_versions(s3, p["bucket"], key=p["key"], check_mode=aws.check_mode), {}
     except (BotoCoreError, ClientError) as e:
         if error_code(e) == "NoSuchBucket":
             return False, {}
         raise
-    versions = [
-        {"Key": v["Key"], "VersionId": v["VersionId"]}
-        for v in listing.get("Versions", []) + listing.get("DeleteMarkers", [])
-        if v["Key"] == p["key"]
-    ]
-    if versions and not aws.check_mode:
-        s3.delete_objects(Bucket=p["bucket"], Delete={"Objects": versions, "Quiet": True})
-    return bool(versions), {}
 
 
 def main():

@@ -169,7 +169,6 @@ def ensure(aws, ec2):
     final = [i for i in current if i["InstanceId"] not in terminate_ids]
     changed = bool(launch or leaving)
 
-    planned = launch
     if changed and not aws.check_mode:
         ec2_nodes.terminate(ec2, terminate_ids)
         launched = launch_nodes(ec2, params, launch)
@@ -180,7 +179,6 @@ def ensure(aws, ec2):
         if launched_ids:
             launched = ec2_nodes.describe_ids(ec2, launched_ids)
         final += sorted(launched, key=ec2_nodes.oldest_first)
-        planned = {}
 
     return dict(
         changed=changed,
@@ -189,7 +187,7 @@ def ensure(aws, ec2):
         to_terminate=[ec2_nodes.node_facts(i, role) for i in leaving],
         diff=dict(
             before={"nodes_per_subnet": per_subnet(current)},
-            after={"nodes_per_subnet": per_subnet(final, planned)},
+            after={"nodes_per_subnet": per_subnet(final, launch if aws.check_mode else None)},
         ),
     )
 

@@ -589,7 +589,12 @@ def _free_port() -> int:
     range do not have that problem; they are still checked by binding.
     """
     lo, hi = _ephemeral_range()
-    start, end = (10000, lo - 1) if lo > 11000 else (hi + 1, 65535)
+    if lo > 11000:
+        start, end = 10000, lo - 1
+    elif hi < 64535:
+        start, end = hi + 1, 65535
+    else:
+        raise ControlPlaneError(f"no room for ports outside the ephemeral range {lo}-{hi}")
     rng = random.SystemRandom()
     for _attempt in range(200):
         port = rng.randint(start, end)

@@ -19,7 +19,7 @@ def test_each_module_gets_its_own_copy_of_the_argument_spec():
 
 
 def test_kubeconfig_falls_back_to_the_kubernetes_core_and_kubectl_variables():
-    fallback, names = k8s.K8S_ARGUMENT_SPEC["kubeconfig"]["fallback"]
+    _fallback, names = k8s.K8S_ARGUMENT_SPEC["kubeconfig"]["fallback"]
     assert names == ["K8S_AUTH_KUBECONFIG", "KUBECONFIG"]
 
 
