@@ -145,7 +145,7 @@ def run(workers_counts, out_dir):
     log_dir = CACHE / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    settings = {"cluster_name": CLUSTER, "ssh_key_dir": str(CACHE / "ssh")}
+    settings = {"cluster_name": CLUSTER, "state_dir": str(CACHE / "state")}
     moto = MotoServer(log_dir).start()
     cert, key = certificate()  # the local endpoint speaks TLS; so does the proxy, with the same certificate
     proxy = CountingProxy(moto.url, cafile=cert, certfile=cert, keyfile=key).start()

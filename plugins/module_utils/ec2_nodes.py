@@ -5,7 +5,11 @@
 
 from __future__ import annotations
 
+import random
+import time
+
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils import waiters
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import ClientError, error_code
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.tagging import (
     ROLE_TAG,
     cluster_filter,
@@ -43,15 +47,55 @@ def describe_ids(ec2, instance_ids):
     return _instances(ec2, InstanceIds=instance_ids)
 
 
-def launch(ec2, launch_template, subnet_id, count, tags):
-    """Launch `count` instances in one subnet with a single RunInstances call, tagged as they start."""
-    return ec2.run_instances(
+# EC2 answers InvalidParameterValue ("Invalid IAM Instance Profile name/ARN") for several seconds
+# after CreateInstanceProfile or AddRoleToInstanceProfile: IAM is eventually consistent
+# (IAM user guide, "Changes that I make are not always immediately visible").
+PROFILE_NOT_VISIBLE = "InvalidParameterValue"
+PROFILE_RETRY_SECONDS = 120
+
+
+class InstanceProfileNotVisible(Exception):
+    """The launch template's instance profile stayed invisible to EC2 for PROFILE_RETRY_SECONDS."""
+
+
+def _profile_not_visible(error):
+    return error_code(error) == PROFILE_NOT_VISIBLE and "iaminstanceprofile" in str(error).lower().replace(" ", "")
+
+
+def run_instances_retrying_profile(ec2, timeout=PROFILE_RETRY_SECONDS, **request):
+    """RunInstances, retried with jittered back-off while a new instance profile is not yet visible."""
+    deadline = time.monotonic() + timeout
+    delay = 2.0
+    while True:
+        try:
+            return ec2.run_instances(**request)
+        except ClientError as e:
+            if not _profile_not_visible(e):
+                raise
+            if time.monotonic() + delay > deadline:
+                raise InstanceProfileNotVisible(
+                    f"EC2 still refuses the instance profile after {timeout} s: {e}"
+                ) from e
+        time.sleep(delay * random.uniform(0.5, 1.0))
+        delay = min(delay * 2, 20.0)
+
+
+def launch(ec2, launch_template, subnet_id, count, tags, private_ip=None):
+    """Launch `count` instances in one subnet with a single RunInstances call, tagged as they start.
+
+    The launch template holds no network interface, so the subnet is given here at the instance
+    level (EC2 refuses an instance-level SubnetId next to a template's network interfaces).
+    """
+    request = dict(
         LaunchTemplate={"LaunchTemplateName": launch_template, "Version": "$Default"},
         SubnetId=subnet_id,
         MinCount=count,
         MaxCount=count,
         TagSpecifications=tag_specifications(["instance", "volume", "network-interface"], tags),
-    )["Instances"]
+    )
+    if private_ip:
+        request["PrivateIpAddress"] = private_ip
+    return run_instances_retrying_profile(ec2, **request)["Instances"]
 
 
 def terminate(ec2, instance_ids):

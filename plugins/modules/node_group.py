@@ -20,6 +20,8 @@ description:
   - Launches with one RunInstances call per subnet, with every tag given at launch, terminates with one
     call and waits for the whole batch with one EC2 waiter; the number of API calls does not grow with
     the number of nodes.
+  - A new instance profile is invisible to EC2 for a few seconds; RunInstances is retried with
+    jittered back-off for up to two minutes while EC2 answers C(InvalidParameterValue) for it.
   - In check mode nothing changes and RV(to_create) / RV(to_terminate) give the plan.
 author:
   - Helix platform engineering (@helix)
@@ -47,6 +49,12 @@ options:
     type: list
     elements: str
     default: []
+  private_ip:
+    description:
+      - Fixed private IPv4 address of the node, for a group of at most one node (the control plane,
+        whose address kubeadm's C(controlPlaneEndpoint) names, so it survives a replacement).
+      - O(subnet_ids) must then hold just the subnet of that address.
+    type: str
   tags:
     description: Extra tags for new instances, their volumes and network interfaces.
     type: dict
@@ -136,6 +144,14 @@ def check_can_launch(module, params, count):
             module.fail_json(msg=f"node_group: {option} is required to create {count} {params['role']} node(s)")
 
 
+def check_private_ip(module, params):
+    if params["private_ip"] and (params["count"] > 1 or len(params["subnet_ids"]) > 1):
+        module.fail_json(
+            msg="node_group: private_ip fixes the address of a single node: count must be 0 or 1 and subnet_ids "
+            f"the one subnet of {params['private_ip']}, got count={params['count']}, subnet_ids={params['subnet_ids']}"
+        )
+
+
 def launch_nodes(ec2, params, launch):
     """One RunInstances call per subnet; every node carries its tags from the start."""
     tags = cluster_tags(params["cluster_name"], "infrastructure", **{ROLE_TAG: params["role"]})
@@ -144,7 +160,9 @@ def launch_nodes(ec2, params, launch):
     return [
         instance
         for subnet_id, count in launch.items()
-        for instance in ec2_nodes.launch(ec2, params["launch_template"], subnet_id, count, tags)
+        for instance in ec2_nodes.launch(
+            ec2, params["launch_template"], subnet_id, count, tags, private_ip=params["private_ip"]
+        )
     ]
 
 
@@ -199,6 +217,7 @@ def main():
         count=dict(type="int", required=True),
         launch_template=dict(type="str"),
         subnet_ids=dict(type="list", elements="str", default=[]),
+        private_ip=dict(type="str"),
         tags=dict(type="dict", default={}),
         wait=dict(type="bool", default=True),
         wait_timeout=dict(type="int", default=600),
@@ -206,9 +225,15 @@ def main():
     aws = AwsModule(argument_spec, supports_check_mode=True)
     if aws.params["count"] < 0:
         aws.fail_json(msg=f"node_group: count must be 0 or more, got {aws.params['count']}")
+    check_private_ip(aws, aws.params)
     ec2 = aws.client("ec2")
     try:
         result = ensure(aws, ec2)
+    except ec2_nodes.InstanceProfileNotVisible as e:
+        aws.fail_json(
+            msg=f"node_group: could not launch {aws.params['role']} nodes from {aws.params['launch_template']}: {e}. "
+            "Check that the launch template's instance profile exists and holds its role."
+        )
     except (BotoCoreError, ClientError) as e:
         aws.fail_aws(
             e, f"node_group: could not reconcile the {aws.params['role']} nodes of {aws.params['cluster_name']}"

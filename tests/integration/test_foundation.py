@@ -17,7 +17,7 @@ OWNED = [{"Name": f"tag:{TAG}", "Values": ["owned"]}]
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory):
-    return {"cluster_name": CLUSTER, "worker_count": 3, "ssh_key_dir": str(tmp_path_factory.mktemp("ssh"))}
+    return {"cluster_name": CLUSTER, "worker_count": 3, "state_dir": str(tmp_path_factory.mktemp("state"))}
 
 
 def tags(resource, key="Tags"):
@@ -178,7 +178,7 @@ def test_bucket_is_private_encrypted_versioned_tls_only(aws):
 def test_key_pair_and_repositories(aws, settings):
     ec2, ecr = aws.client("ec2"), aws.client("ecr")
     assert [k["KeyName"] for k in ec2.describe_key_pairs(Filters=OWNED)["KeyPairs"]] == [CLUSTER]
-    private_key = stat.S_IMODE((Path(settings["ssh_key_dir"]) / CLUSTER).stat().st_mode)
+    private_key = stat.S_IMODE((Path(settings["state_dir"]) / "id_ed25519").stat().st_mode)
     assert private_key == 0o600
     repositories = ecr.describe_repositories()["repositories"]
     assert sorted(r["repositoryName"] for r in repositories) == ["itest/api", "itest/db", "itest/ui"]

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 
 def cluster_vars(tmp_path):
-    return {"cluster_name": CLUSTER, "worker_count": 1, "availability_zone_count": 2, "ssh_key_dir": str(tmp_path)}
+    return {"cluster_name": CLUSTER, "worker_count": 1, "availability_zone_count": 2, "state_dir": str(tmp_path)}
 
 
 def unsafe(value):

@@ -15,7 +15,7 @@ OWNED = [{"Name": f"tag:kubernetes.io/cluster/{CLUSTER}", "Values": ["owned"]}]
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory):
-    return {"cluster_name": CLUSTER, "ssh_key_dir": str(tmp_path_factory.mktemp("ssh"))}
+    return {"cluster_name": CLUSTER, "state_dir": str(tmp_path_factory.mktemp("state"))}
 
 
 def workers(ec2):
