@@ -8,6 +8,7 @@ boto3 in this process and in every ansible-playbook it starts trusts it.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import socket
 import ssl
@@ -22,6 +23,11 @@ import boto3
 
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 REGION = "us-east-1"
+ADMIN_USER = "admin"
+ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+# moto checks no request while it has served fewer than INITIAL_NO_AUTH_ACTION_COUNT: these three
+# make the admin user whose keys sign everything after them.
+ADMIN_SETUP_REQUESTS = 3
 
 
 def free_port():
@@ -47,28 +53,55 @@ def certificate():
 
 
 class MotoServer:
-    def __init__(self, log_dir: Path):
+    """moto_server on a free loopback port.
+
+    With enforce_iam, moto checks every request's signature and IAM policies, as AWS does, after
+    the few it takes to create an admin user (AdministratorAccess-like inline policy); the admin's
+    keys are then `credentials`, used by `client()` and to be given to anything else that calls it.
+    reset() forgets that user too, so an enforcing server is not for the per-test `aws` fixtures.
+    """
+
+    def __init__(self, log_dir: Path, enforce_iam=False):
         self.port = free_port()
         self.url = f"https://127.0.0.1:{self.port}"
         self.ca_bundle, self._key = certificate()
         self.log = open(log_dir / f"moto-{self.port}.log", "wb")  # noqa: SIM115 - lives as long as the server
         self.process = None
+        self.enforce_iam = enforce_iam
+        self.credentials = dict(CREDENTIALS)
 
     def start(self, timeout=30):
         moto = Path(sys.executable).with_name("moto_server")
+        environment = dict(os.environ)
+        if self.enforce_iam:
+            environment["INITIAL_NO_AUTH_ACTION_COUNT"] = str(ADMIN_SETUP_REQUESTS)
         self.process = subprocess.Popen(
             [str(moto), "-H", "127.0.0.1", "-p", str(self.port), "-c", self.ca_bundle, "-k", self._key],
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            env=environment,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1, context=self._tls())
-                return self
+                break
             except OSError:
                 time.sleep(0.1)
-        raise RuntimeError(f"moto server did not answer at {self.url}")
+        else:
+            raise RuntimeError(f"moto server did not answer at {self.url}")
+        if self.enforce_iam:
+            self.credentials = self._create_admin()
+        return self
+
+    def _create_admin(self):
+        iam = self.client("iam")
+        iam.create_user(UserName=ADMIN_USER)
+        iam.put_user_policy(
+            UserName=ADMIN_USER, PolicyName="AdministratorAccess", PolicyDocument=json.dumps(ADMIN_POLICY)
+        )
+        key = iam.create_access_key(UserName=ADMIN_USER)["AccessKey"]
+        return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
 
     def stop(self):
         if self.process:
@@ -84,4 +117,6 @@ class MotoServer:
         return ssl.create_default_context(cafile=self.ca_bundle)
 
     def client(self, service):
-        return boto3.client(service, endpoint_url=self.url, region_name=REGION, verify=self.ca_bundle, **CREDENTIALS)
+        return boto3.client(
+            service, endpoint_url=self.url, region_name=REGION, verify=self.ca_bundle, **self.credentials
+        )
