@@ -96,7 +96,7 @@ def markdown(data):
         "",
         "## Whole playbook runs",
         "",
-        "ours = the infrastructure layer, playbooks/layers/infrastructure.yml (network, IAM, launch templates,",
+        "ours = the infrastructure layer, playbooks/layers/infrastructure/create.yml (network, IAM, launch templates,",
         "1 control-plane node and the workers); baseline = bench/baseline.yml (the workers only, on the",
         "subnets and launch template ours made).",
         "",

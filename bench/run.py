@@ -3,12 +3,12 @@
 The infrastructure layer is measured alone: its layer playbook, without the lifecycle planning
 and cascade of playbooks/infrastructure.yml. For each worker count, on a freshly reset local AWS
 endpoint (moto server) with the bootstrap layer applied (not measured), in this order:
-  ours      create  playbooks/layers/infrastructure.yml -e worker_count=N
+  ours      create  playbooks/layers/infrastructure/create.yml -e worker_count=N
   ours      noop    the same again
   baseline  create  bench/baseline.yml -e worker_count=N (same VPC and worker launch template)
   baseline  noop    the same again
   baseline  delete  bench/baseline.yml -e lifecycle_step=delete
-  ours      delete  playbooks/layers/infrastructure.yml -e lifecycle_step=delete
+  ours      delete  playbooks/layers/infrastructure/delete.yml
 Each run records its wall time, every AWS request (through bench/aws_proxy.py, by operation and
 by the module that sent it), the peak RSS of the ansible-playbook process tree and the per-task
 times of the profile_tasks callback. Writes results.json, then results.md and results.png.
@@ -38,8 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CACHE = ROOT / ".cache" / "bench"
 CLUSTER = "helix-bench"
-INFRASTRUCTURE = "playbooks/layers/infrastructure.yml"
-BOOTSTRAP = "playbooks/layers/bootstrap.yml"
+INFRASTRUCTURE = "playbooks/layers/infrastructure/{}.yml"
+BOOTSTRAP = "playbooks/layers/bootstrap/create.yml"
 BASELINE = "bench/baseline.yml"
 TASK_TIME = re.compile(r"^(.+?) -+ (\d+\.\d+)s$", re.M)
 RECAP = re.compile(r"^localhost\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
@@ -96,7 +96,7 @@ def run_playbook(command, env, log_path):
 
 
 def measure(proxy, subject, workers, action, extra_vars, log_dir):
-    playbook = INFRASTRUCTURE if subject == "ours" else BASELINE
+    playbook = INFRASTRUCTURE.format(extra_vars["lifecycle_step"]) if subject == "ours" else BASELINE
     log_path = log_dir / f"{subject}-{workers}-{action}.log"
     proxy.take()
     seconds, peak, returncode, output = run_playbook(
@@ -135,7 +135,7 @@ def measure(proxy, subject, workers, action, extra_vars, log_dir):
 
 
 def bootstrap(moto, log_dir, settings):
-    command = playbook_command(BOOTSTRAP, {**settings, "lifecycle_step": "create"})
+    command = playbook_command(BOOTSTRAP, settings)
     _seconds, _peak, returncode, output = run_playbook(command, environment(moto.url), log_dir / "bootstrap.log")
     if returncode != 0:
         raise SystemExit("bootstrap failed:\n" + "\n".join(output.splitlines()[-25:]))

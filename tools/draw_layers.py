@@ -2,8 +2,6 @@
 
     tools/draw_layers.py                       writes docs/architecture.svg
     tools/draw_layers.py --check               fails if docs/architecture.svg is stale
-    tools/draw_layers.py --lifecycle-playbook playbooks/lifecycle.yml
-                                               writes the generated cascade playbook
 
 The picture is plain SVG written with the standard library: the layer stack on the left, and on
 the right one row per (operation, layer) with the steps of its plan in order.
@@ -144,12 +142,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="fail if the committed SVG differs from a fresh render")
     parser.add_argument("--svg", type=Path, default=SVG_PATH, help="where the picture goes")
-    parser.add_argument("--lifecycle-playbook", type=Path, help="write the generated cascade playbook here instead")
     args = parser.parse_args(argv)
     layers = load_layers()
-    if args.lifecycle_playbook:
-        args.lifecycle_playbook.write_text(layers.render_lifecycle_playbook())
-        return 0
     svg = render_svg(layers)
     if args.check:
         if not args.svg.exists() or args.svg.read_text() != svg:

@@ -73,9 +73,7 @@ def run_instances_retrying_profile(ec2, timeout=PROFILE_RETRY_SECONDS, **request
             if not _profile_not_visible(e):
                 raise
             if time.monotonic() + delay > deadline:
-                raise InstanceProfileNotVisible(
-                    f"EC2 still refuses the instance profile after {timeout} s: {e}"
-                ) from e
+                raise InstanceProfileNotVisible(f"EC2 still refuses the instance profile after {timeout} s: {e}") from e
         time.sleep(delay * random.uniform(0.5, 1.0))
         delay = min(delay * 2, 20.0)
 

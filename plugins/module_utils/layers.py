@@ -26,7 +26,7 @@ Operations on layer L:
 
 Every plan is a subsequence of one canonical order (every delete top-down, then every create
 bottom-up), so a playbook that runs the canonical steps, each only when the plan holds it, runs any
-plan in the right order: see ``canonical_steps()`` and ``render_lifecycle_playbook()``.
+plan in the right order: see ``canonical_steps()`` and playbooks/lifecycle.yml.
 
 Pure Python, no Ansible imports: used by the lifecycle_plan module, tools/draw_layers.py and tests.
 """
@@ -106,57 +106,12 @@ def step_id(step):
     return f"{step.action}_{step.layer}"
 
 
-def plan_text(layer, operation, steps=None, cluster_name=None):
-    """The plan as lines a person reads before anything changes."""
+def plan_text(layer, operation, steps=None, cluster_name=None, skip_layers=()):
+    """The plan as lines a person reads before anything changes; steps of skip_layers say so."""
     steps = plan(layer, operation) if steps is None else steps
     target = f" of cluster {cluster_name}" if cluster_name else ""
     lines = [f"Plan: {operation} {layer}{target}, {len(steps)} step(s)"]
     for number, step in enumerate(steps, start=1):
-        lines.append(f"  {number}. {step.action} {step.layer}")
+        skipped = " - skipped (lifecycle_skip_layers)" if step.layer in skip_layers else ""
+        lines.append(f"  {number}. {step.action} {step.layer}{skipped}")
     return "\n".join(lines)
-
-
-LIFECYCLE_PLAYBOOK_HEADER = """\
----
-# GENERATED from plugins/module_utils/layers.py (tools/draw_layers.py --lifecycle-playbook); do not edit.
-# Imported by playbooks/<layer>.yml with lifecycle_layer set: plans lifecycle_action on that layer,
-# prints the plan, then runs its steps in the model's canonical order (every delete top-down, then
-# every create bottom-up; any plan is a subsequence of it). Each step's playbook sees
-# lifecycle_step (create or delete). In check mode only the plan is printed.
-- name: Plan the lifecycle operation
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Ask the layer model for the plan
-      helix.kubeadm_aws.lifecycle_plan:
-        layer: "{{ lifecycle_layer }}"
-        operation: "{{ lifecycle_action | default('create') }}"
-        cluster_name: "{{ cluster_name | default(omit) }}"
-      register: lifecycle_plan
-
-    - name: Show the plan
-      ansible.builtin.debug:
-        msg: "{{ lifecycle_plan.text.splitlines() }}"
-
-    - name: Keep the steps to run (none in check mode, which only shows the plan)
-      ansible.builtin.set_fact:
-        lifecycle_steps: "{{ [] if ansible_check_mode else lifecycle_plan.step_ids }}"
-"""
-
-
-def render_lifecycle_playbook(layer_playbook="layers/{layer}.yml"):
-    """playbooks/lifecycle.yml: the plan play, then one conditional import per canonical step."""
-    blocks = [LIFECYCLE_PLAYBOOK_HEADER]
-    for step in canonical_steps():
-        blocks.append(
-            "\n".join(
-                [
-                    f"- name: {step.action.capitalize()} the {step.layer} layer",
-                    f"  ansible.builtin.import_playbook: {layer_playbook.format(layer=step.layer)}",
-                    f"  when: \"'{step_id(step)}' in hostvars['localhost']['lifecycle_steps']\"",
-                    "  vars:",
-                    f"    lifecycle_step: {step.action}",
-                ]
-            )
-        )
-    return "\n".join(blocks) + "\n"

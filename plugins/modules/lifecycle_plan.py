@@ -34,6 +34,13 @@ options:
   cluster_name:
     description: Name of the cluster, only for RV(text).
     type: str
+  skip_layers:
+    description:
+      - Layers this inventory cannot host (the playbooks' C(lifecycle_skip_layers)). Their steps stay in
+        RV(steps) and RV(text), marked as skipped, and are left out of RV(step_ids).
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     support: full
@@ -77,7 +84,9 @@ steps:
     - {layer: cluster, action: delete, id: delete_cluster}
     - {layer: infrastructure, action: delete, id: delete_infrastructure}
 step_ids:
-  description: RV(steps) as ids, for conditions such as C('delete_cluster' in lifecycle_plan.step_ids).
+  description:
+    - The steps to run as ids, for conditions such as C('delete_cluster' in lifecycle_plan.step_ids);
+      the steps of O(skip_layers) are left out.
   returned: always
   type: list
   elements: str
@@ -116,16 +125,20 @@ def main():
             layer=dict(type="str", required=True, choices=list(layers.LAYERS)),
             operation=dict(type="str", default="create", choices=list(layers.OPERATIONS)),
             cluster_name=dict(type="str"),
+            skip_layers=dict(type="list", elements="str", default=[]),
         ),
         supports_check_mode=True,
     )
-    layer, operation = module.params["layer"], module.params["operation"]
+    layer, operation, skip = module.params["layer"], module.params["operation"], module.params["skip_layers"]
+    unknown = sorted(set(skip) - set(layers.LAYERS))
+    if unknown:
+        module.fail_json(msg=f"lifecycle_skip_layers: unknown layers {unknown}; layers are {', '.join(layers.LAYERS)}")
     steps = layers.plan(layer, operation)
     module.exit_json(
         changed=False,
         steps=[dict(layer=s.layer, action=s.action, id=layers.step_id(s)) for s in steps],
-        step_ids=[layers.step_id(s) for s in steps],
-        text=layers.plan_text(layer, operation, steps, module.params["cluster_name"]),
+        step_ids=[layers.step_id(s) for s in steps if s.layer not in skip],
+        text=layers.plan_text(layer, operation, steps, module.params["cluster_name"], skip),
         layers=list(layers.LAYERS),
         operations=list(layers.OPERATIONS),
     )

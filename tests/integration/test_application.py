@@ -36,7 +36,13 @@ class App:
         self.kube = DynamicClient(api_client)
 
     def playbook(self, **extra_vars):
-        extra = {"kubeconfig": self.kubeconfig, "cluster_name": CLUSTER, "application_namespace": self.namespace}
+        extra = {
+            "kubeconfig": self.kubeconfig,
+            "cluster_name": CLUSTER,
+            "application_namespace": self.namespace,
+            # The local inventory skips the layers it cannot host; this cluster is the test's own.
+            "lifecycle_skip_layers": [],
+        }
         extra.update(extra_vars)
         return run_playbook("playbooks/application.yml", self.aws.url, extra_vars=extra)
 
@@ -162,12 +168,14 @@ def test_bad_input_fails_with_a_message_naming_each_variable(app):
     assert "application_image_tag must be an image tag (letters, digits, _ . -; at most 128), got '1.0 beta'" in output
 
 
-def test_without_a_kubeconfig_the_layer_is_skipped(app, tmp_path):
+def test_without_a_kubeconfig_the_layer_fails_naming_it(app, tmp_path):
     run = app.playbook(kubeconfig=str(tmp_path / "missing.conf"))
 
-    assert run.returncode == 0, run.output
+    assert run.returncode != 0, run.output
     assert run.changed == 0
-    assert f"Skipping the application layer (create): no kubeconfig at {tmp_path / 'missing.conf'}" in flat(run.output)
+    assert f"needs the kubeconfig of cluster {CLUSTER}, and there is none at {tmp_path / 'missing.conf'}" in flat(
+        run.output
+    )
 
 
 def test_delete_removes_the_namespace_and_waits_until_it_is_gone(app):

@@ -95,7 +95,6 @@ def test_scale_down_drains_and_deletes_nodes_before_terminating(aws, settings, k
     before = workers(aws.client("ec2"))
     run = scale_to_two(aws, settings, kube_control_plane, nodes_drain_force=True)
     assert run.returncode == 0, run.output
-    # Last headers: the plan's skipped steps list their tasks too, in the static order of playbooks/lifecycle.yml.
     drained = run.output.rindex("TASK [helix.kubeadm_aws.nodes : Cordon and drain each leaving worker]")
     assert drained < run.output.rindex("TASK [helix.kubeadm_aws.nodes : Make exactly the wanted number of nodes")
     after = workers(aws.client("ec2"))

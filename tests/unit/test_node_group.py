@@ -3,6 +3,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from botocore.exceptions import ClientError
 
 from ansible_collections.helix.kubeadm_aws.plugins.modules import node_group
 from tests.module_runner import run_module
@@ -113,9 +114,9 @@ def test_launches_with_one_call_per_subnet(capsys, aws, network, monkeypatch):
     calls = []
     original = node_group.ec2_nodes.launch
 
-    def counting_launch(ec2, template, subnet_id, count, tags):
+    def counting_launch(ec2, template, subnet_id, count, tags, **options):
         calls.append((subnet_id, count))
-        return original(ec2, template, subnet_id, count, tags)
+        return original(ec2, template, subnet_id, count, tags, **options)
 
     monkeypatch.setattr(node_group.ec2_nodes, "launch", counting_launch)
     reconcile(capsys, aws, network, 7)
@@ -132,3 +133,52 @@ def test_creating_without_subnets_fails_before_anything_changes(capsys, aws, net
     result = run_module(capsys, node_group, args, aws=aws)
     assert result["failed"] and "subnet_ids is required" in result["msg"]
     assert live(aws.client("ec2")) == []
+
+
+def test_a_fixed_private_ip_is_the_nodes_address(capsys, aws, network):
+    subnet, address = network["subnet_ids"][0], "10.42.0.10"  # the 10th host of the first subnet, 10.42.0.0/20
+    args = {"cluster_name": "demo", "role": "control_plane", "count": 1, "launch_template": network["launch_template"]}
+    result = run_module(capsys, node_group, {**args, "subnet_ids": [subnet], "private_ip": address}, aws=aws)
+    assert [n["private_ip"] for n in result["nodes"]] == [address]
+
+
+def test_a_fixed_private_ip_needs_one_node_in_one_subnet(capsys, aws, network):
+    args = {"cluster_name": "demo", "role": "worker", "count": 2, "launch_template": network["launch_template"]}
+    result = run_module(
+        capsys, node_group, {**args, "subnet_ids": network["subnet_ids"], "private_ip": "10.0.0.10"}, aws=aws
+    )
+    assert result["failed"] and "private_ip fixes the address of a single node" in result["msg"]
+
+
+class ProfileNotYetVisible:
+    """An EC2 client whose RunInstances refuses a new instance profile `refusals` times, as EC2 does."""
+
+    def __init__(self, refusals):
+        self.refusals = refusals
+        self.calls = 0
+
+    def run_instances(self, **request):
+        self.calls += 1
+        if self.calls <= self.refusals:
+            error = {
+                "Code": "InvalidParameterValue",
+                "Message": "Value (demo-worker) for parameter iamInstanceProfile.name is invalid. "
+                "Invalid IAM Instance Profile name",
+            }
+            raise ClientError({"Error": error}, "RunInstances")
+        return {"Instances": [{"InstanceId": "i-1"}]}
+
+
+def test_runinstances_waits_for_a_new_instance_profile(monkeypatch):
+    monkeypatch.setattr(node_group.ec2_nodes.time, "sleep", lambda seconds: None)
+    ec2 = ProfileNotYetVisible(refusals=3)
+    assert node_group.ec2_nodes.run_instances_retrying_profile(ec2, MinCount=1)["Instances"] == [{"InstanceId": "i-1"}]
+    assert ec2.calls == 4
+
+
+def test_an_instance_profile_that_never_appears_fails_clearly(monkeypatch):
+    clock = iter(range(0, 10_000, 10))
+    monkeypatch.setattr(node_group.ec2_nodes.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(node_group.ec2_nodes.time, "monotonic", lambda: next(clock))
+    with pytest.raises(node_group.ec2_nodes.InstanceProfileNotVisible, match="still refuses the instance profile"):
+        node_group.ec2_nodes.run_instances_retrying_profile(ProfileNotYetVisible(refusals=1000), MinCount=1)
