@@ -68,6 +68,9 @@ options:
       - The C(K8S_AUTH_CONTEXT) environment variable may also be used.
     type: str
 extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
   - helix.kubeadm_aws.aws
 requirements:
   - kubernetes >= 24.2.0
@@ -142,7 +145,7 @@ from datetime import datetime, timedelta, timezone  # noqa: E402
 
 from ansible.module_utils.basic import missing_required_lib  # noqa: E402
 
-from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import AwsModule, BotoCoreError, ClientError  # noqa: E402
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import BotoCoreError, ClientError, HelixAWSModule  # noqa: E402
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.k8s import (  # noqa: E402
     KUBERNETES_IMPORT_ERROR,
     ApiException,
@@ -179,11 +182,11 @@ def get_token(aws, registry_id):
     data = aws.client("ecr").get_authorization_token(**kwargs)["authorizationData"][0]
     token = data["authorizationToken"]
     password = base64.b64decode(token).decode().partition(":")[2]
-    aws.module.no_log_values.update([token, password])
+    aws.no_log_values.update([token, password])
     issued = datetime.now(timezone.utc).replace(microsecond=0)
     expires = data["expiresAt"]
     if expires <= issued:
-        aws.module.warn(f"ECR reported the token expiring at {format_time(expires)}, not in the future; assuming 12h")
+        aws.warn(f"ECR reported the token expiring at {format_time(expires)}, not in the future; assuming 12h")
         expires = issued + TOKEN_LIFETIME
     host = data["proxyEndpoint"].split("://", 1)[-1].rstrip("/")
     return {"token": token, "password": password, "host": host, "issued": issued, "expires": expires}
@@ -312,7 +315,7 @@ def main():
         service_account=dict(type="str"),
         state=dict(type="str", choices=["present", "absent"], default="present"),
     )
-    aws = AwsModule(argument_spec, supports_check_mode=True)
+    aws = HelixAWSModule(argument_spec, supports_check_mode=True)
     if KUBERNETES_IMPORT_ERROR:
         aws.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
     params = aws.params
@@ -336,7 +339,7 @@ def main():
         if token:
             result["registry"] = token["host"]
     except (BotoCoreError, ClientError) as e:
-        aws.fail_aws(e, "ecr_pull_secret: could not get an ECR authorization token")
+        aws.fail_json_aws(e, msg="ecr_pull_secret: could not get an ECR authorization token")
     except (ApiException, ConfigException, HTTPError) as e:
         aws.fail_json(msg=f"ecr_pull_secret: Kubernetes API: {error_message(e)}", **result)
     except LookupError as e:

@@ -36,6 +36,9 @@ options:
     choices: [MUTABLE, IMMUTABLE]
     default: MUTABLE
 extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
   - helix.kubeadm_aws.aws
 attributes:
   check_mode:
@@ -66,9 +69,9 @@ repositories:
 """
 
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import (
-    AwsModule,
     BotoCoreError,
     ClientError,
+    HelixAWSModule,
     error_code,
 )
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.tagging import cluster_tags, to_dict, to_list
@@ -126,7 +129,7 @@ def main():
         scan_on_push=dict(type="bool", default=True),
         image_tag_mutability=dict(type="str", choices=["MUTABLE", "IMMUTABLE"], default="MUTABLE"),
     )
-    aws = AwsModule(argument_spec, supports_check_mode=True)
+    aws = HelixAWSModule(argument_spec, supports_check_mode=True)
     params = aws.params
     ecr = aws.client("ecr")
     tags = cluster_tags(params["cluster_name"], "bootstrap")
@@ -143,7 +146,7 @@ def main():
                 changed |= update(ecr, aws.check_mode, params, repo, tags)
             repositories.append({"name": name, "uri": repo.get("repositoryUri"), "arn": repo.get("repositoryArn")})
     except (BotoCoreError, ClientError) as e:
-        aws.fail_aws(e, "ecr_repositories: could not reconcile the repositories")
+        aws.fail_json_aws(e, msg="ecr_repositories: could not reconcile the repositories")
     aws.exit_json(changed=changed, repositories=repositories)
 
 

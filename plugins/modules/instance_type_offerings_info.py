@@ -30,6 +30,9 @@ options:
     elements: str
     default: []
 extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
   - helix.kubeadm_aws.aws
 attributes:
   check_mode:
@@ -67,7 +70,7 @@ not_offered:
   sample: [{instance_type: t3.large, zone: us-east-1e}]
 """
 
-from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import AwsModule, BotoCoreError, ClientError
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import BotoCoreError, ClientError, HelixAWSModule
 
 
 def offered_zones(ec2, instance_types):
@@ -87,12 +90,14 @@ def main():
         instance_types=dict(type="list", elements="str", required=True),
         zones=dict(type="list", elements="str", default=[]),
     )
-    aws = AwsModule(argument_spec, supports_check_mode=True)
+    aws = HelixAWSModule(argument_spec, supports_check_mode=True)
     instance_types = aws.params["instance_types"]
     try:
         zones = offered_zones(aws.client("ec2"), instance_types)
     except (BotoCoreError, ClientError) as e:
-        aws.fail_aws(e, f"instance_type_offerings_info: could not read the offerings of {', '.join(instance_types)}")
+        aws.fail_json_aws(
+            e, msg=f"instance_type_offerings_info: could not read the offerings of {', '.join(instance_types)}"
+        )
     not_offered = [
         {"instance_type": instance_type, "zone": zone}
         for instance_type in instance_types

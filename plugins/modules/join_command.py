@@ -71,6 +71,9 @@ options:
       - With O(state=fetched), write the command to this file (mode C(0600)) instead of returning it.
     type: path
 extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
   - helix.kubeadm_aws.aws
 attributes:
   check_mode:
@@ -154,9 +157,9 @@ import tempfile  # noqa: E402
 
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils import join_command as jc  # noqa: E402
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import (  # noqa: E402
-    AwsModule,
     BotoCoreError,
     ClientError,
+    HelixAWSModule,
     error_code,
 )
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.s3_versions import delete_versions  # noqa: E402
@@ -181,7 +184,7 @@ class Kubeadm:
         p = aws.params
         self.path = p["kubeadm_path"]
         if os.sep not in self.path:
-            self.path = aws.module.get_bin_path(self.path, opt_dirs=["/usr/local/bin", "/usr/bin"])
+            self.path = aws.get_bin_path(self.path, opt_dirs=["/usr/local/bin", "/usr/bin"])
         elif not os.access(self.path, os.X_OK):
             self.path = None
         self.kubeconfig = p["kubeconfig"]
@@ -189,7 +192,7 @@ class Kubeadm:
     def run(self, *args):
         if not self.path:
             return 127, "", f"kubeadm executable {self.aws.params['kubeadm_path']!r} not found"
-        return self.aws.module.run_command([self.path, *args, "--kubeconfig", self.kubeconfig])
+        return self.aws.run_command([self.path, *args, "--kubeconfig", self.kubeconfig])
 
     def listed_ids(self):
         rc, out, err = self.run("token", "list")
@@ -204,7 +207,7 @@ class Kubeadm:
             raise jc.JoinCommandError(f"kubeadm token create failed (rc={rc}): {err.strip()}")
         command = out.strip().splitlines()[-1].strip() if out.strip() else ""
         parts = jc.parse(command)
-        self.aws.module.no_log_values.update([command, parts["token"]])
+        self.aws.no_log_values.update([command, parts["token"]])
         return command, parts
 
 
@@ -219,7 +222,7 @@ def publish(aws, s3):
     if body is None:
         reason = "the join object is missing"
     else:
-        aws.module.no_log_values.add(body)
+        aws.no_log_values.add(body)
         try:
             listed = kubeadm.listed_ids()
         except jc.JoinCommandError:
@@ -277,7 +280,7 @@ def fetch(aws, s3):
     where = f"s3://{p['bucket']}/{p['key']}"
     if body is None:
         raise jc.JoinCommandError(f"no join command at {where}: publish one on the control plane first")
-    aws.module.no_log_values.add(body)
+    aws.no_log_values.add(body)
     expires_at = metadata.get(jc.EXPIRES_AT, "")
     moment = jc.parse_time(expires_at)
     if expires_at and (moment is None or moment <= jc.now()):
@@ -292,7 +295,7 @@ def fetch(aws, s3):
     if p["dest"]:
         return write_secret(aws, p["dest"], body + "\n"), result
     # Returned on purpose: the caller registers it with no_log.
-    aws.module.no_log_values.discard(body)
+    aws.no_log_values.discard(body)
     result.update(command=body, token=parts["token"])
     return False, result
 
@@ -324,7 +327,7 @@ def main():
         kms_key_id=dict(type="str"),
         dest=dict(type="path"),
     )
-    aws = AwsModule(argument_spec, supports_check_mode=True)
+    aws = HelixAWSModule(argument_spec, supports_check_mode=True)
     p = aws.params
     s3 = aws.client("s3")
     action = {"published": publish, "fetched": fetch, "absent": remove}[p["state"]]
@@ -333,7 +336,7 @@ def main():
     except jc.JoinCommandError as e:
         aws.fail_json(msg=f"join_command: {e}", bucket=p["bucket"], key=p["key"])
     except (BotoCoreError, ClientError) as e:
-        aws.fail_aws(e, f"join_command: s3://{p['bucket']}/{p['key']}")
+        aws.fail_json_aws(e, msg=f"join_command: s3://{p['bucket']}/{p['key']}")
     except OSError as e:
         aws.fail_json(msg=f"join_command: cannot write {p['dest']}: {e.strerror}")
     aws.exit_json(changed=changed, bucket=p["bucket"], key=p["key"], **result)

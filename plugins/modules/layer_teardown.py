@@ -40,6 +40,9 @@ options:
     required: true
     choices: [bootstrap, infrastructure]
 extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
   - helix.kubeadm_aws.aws
 attributes:
   check_mode:
@@ -79,7 +82,7 @@ deleted:
 """
 
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils import teardown
-from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import AwsModule, BotoCoreError, ClientError
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import BotoCoreError, ClientError, HelixAWSModule
 
 
 def main():
@@ -87,14 +90,14 @@ def main():
         cluster_name=dict(type="str", required=True),
         layer=dict(type="str", required=True, choices=sorted(teardown.LAYER_KINDS)),
     )
-    aws = AwsModule(argument_spec, supports_check_mode=True)
+    aws = HelixAWSModule(argument_spec, supports_check_mode=True)
     cluster, layer = aws.params["cluster_name"], aws.params["layer"]
     api = teardown.Api(aws.client)
     try:
         act = teardown.find if aws.check_mode else teardown.remove
         found = act(api, cluster, teardown.LAYER_KINDS[layer])
     except (BotoCoreError, ClientError) as e:
-        aws.fail_aws(e, f"layer_teardown: could not delete the {layer} layer of {cluster}")
+        aws.fail_json_aws(e, msg=f"layer_teardown: could not delete the {layer} layer of {cluster}")
     aws.exit_json(changed=bool(found), deleted=[{"kind": kind, "id": rid} for kind, rid in found])
 
 

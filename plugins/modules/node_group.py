@@ -68,6 +68,9 @@ options:
     type: int
     default: 600
 extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
   - helix.kubeadm_aws.aws
 attributes:
   check_mode:
@@ -133,7 +136,7 @@ to_terminate:
 """
 
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils import ec2_nodes
-from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import AwsModule, BotoCoreError, ClientError
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import BotoCoreError, ClientError, HelixAWSModule
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.node_plan import group_name, plan_nodes
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.tagging import ROLE_TAG, cluster_tags
 
@@ -222,7 +225,7 @@ def main():
         wait=dict(type="bool", default=True),
         wait_timeout=dict(type="int", default=600),
     )
-    aws = AwsModule(argument_spec, supports_check_mode=True)
+    aws = HelixAWSModule(argument_spec, supports_check_mode=True)
     if aws.params["count"] < 0:
         aws.fail_json(msg=f"node_group: count must be 0 or more, got {aws.params['count']}")
     check_private_ip(aws, aws.params)
@@ -235,8 +238,8 @@ def main():
             "Check that the launch template's instance profile exists and holds its role."
         )
     except (BotoCoreError, ClientError) as e:
-        aws.fail_aws(
-            e, f"node_group: could not reconcile the {aws.params['role']} nodes of {aws.params['cluster_name']}"
+        aws.fail_json_aws(
+            e, msg=f"node_group: could not reconcile the {aws.params['role']} nodes of {aws.params['cluster_name']}"
         )
     aws.exit_json(**result)
 
