@@ -1,10 +1,12 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The thin Kubernetes layer of our modules: one argument spec, one way to get a client, a few verbs.
+"""Our Kubernetes verbs on kubernetes.core's client and auth options.
 
-Objects go in and come out as plain dicts. Writes take ``dry_run`` so that check mode is a
-server-side dry run: the API server validates and admits the change but stores nothing.
+kubernetes.core builds the client (kubeconfig or host/token/certificates, context, proxy,
+impersonation, the K8S_AUTH_* environment variables); what is ours is a few verbs on it, with
+objects in and out as plain dicts. Writes take ``dry_run`` so that check mode is a server-side
+dry run: the API server validates and admits the change but stores nothing.
 """
 
 from __future__ import annotations
@@ -13,41 +15,44 @@ import copy
 import json
 import traceback
 
-from ansible.module_utils.basic import env_fallback
+from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
 
 try:
+    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
+    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.exceptions import CoreException
     from kubernetes.client.exceptions import ApiException
-    from kubernetes.config import new_client_from_config
     from kubernetes.config.config_exception import ConfigException
-    from kubernetes.dynamic import DynamicClient
     from urllib3.exceptions import HTTPError
 except ImportError:
     KUBERNETES_IMPORT_ERROR = traceback.format_exc()
-    ApiException = ConfigException = HTTPError = Exception
+    ApiException = ConfigException = HTTPError = CoreException = Exception
 else:
     KUBERNETES_IMPORT_ERROR = None
 
-# The exception classes are exported: modules catch them.
 __all__ = [
     "ApiException",
     "ConfigException",
+    "CoreException",
     "HTTPError",
-    "K8S_ARGUMENT_SPEC",
+    "K8S_ERRORS",
     "KUBERNETES_IMPORT_ERROR",
     "KubeClient",
     "error_message",
     "k8s_argument_spec",
 ]
 
-K8S_ARGUMENT_SPEC = dict(
-    kubeconfig=dict(type="path", fallback=(env_fallback, ["K8S_AUTH_KUBECONFIG", "KUBECONFIG"])),
-    context=dict(type="str", fallback=(env_fallback, ["K8S_AUTH_CONTEXT"])),
-)
+K8S_ERRORS = (ApiException, ConfigException, CoreException, HTTPError)
 
 
 def k8s_argument_spec():
-    """A private copy of the shared options, safe for a module to change."""
-    return copy.deepcopy(K8S_ARGUMENT_SPEC)
+    """A private copy of kubernetes.core's auth options, safe for a module to change.
+
+    Our Kubernetes modules are AWS modules too, whose options also name validate_certs: one option
+    verifies both APIs' certificates, and verifies them unless told not to.
+    """
+    spec = copy.deepcopy(AUTH_ARG_SPEC)
+    spec["validate_certs"]["default"] = True
+    return spec
 
 
 def error_message(error):
@@ -63,11 +68,12 @@ def error_message(error):
 
 
 class KubeClient:
-    """A Kubernetes API client for one kubeconfig context."""
+    """A Kubernetes API client made by kubernetes.core from a module's auth options."""
 
-    def __init__(self, kubeconfig=None, context=None):
-        self.api = new_client_from_config(config_file=kubeconfig, context=context, persist_config=False)
-        self.dynamic = DynamicClient(self.api)
+    def __init__(self, params):
+        auth = {name: params.get(name) for name in AUTH_ARG_SPEC}
+        self.dynamic = get_api_client(**auth).client
+        self.api = self.dynamic.client
 
     def close(self):
         self.api.close()

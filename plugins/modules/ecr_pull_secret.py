@@ -56,18 +56,8 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  kubeconfig:
-    description:
-      - Path to the kubeconfig of the cluster.
-      - The C(K8S_AUTH_KUBECONFIG) or C(KUBECONFIG) environment variables may also be used;
-        without any, C(~/.kube/config).
-    type: path
-  context:
-    description:
-      - Context of O(kubeconfig) to use; defaults to its current context.
-      - The C(K8S_AUTH_CONTEXT) environment variable may also be used.
-    type: str
 extends_documentation_fragment:
+  - kubernetes.core.k8s_auth_options
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
@@ -147,10 +137,8 @@ from ansible.module_utils.basic import missing_required_lib  # noqa: E402
 
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import BotoCoreError, ClientError, HelixAWSModule  # noqa: E402
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.k8s import (  # noqa: E402
+    K8S_ERRORS,
     KUBERNETES_IMPORT_ERROR,
-    ApiException,
-    ConfigException,
-    HTTPError,
     KubeClient,
     error_message,
     k8s_argument_spec,
@@ -321,8 +309,8 @@ def main():
     params = aws.params
     result = dict(changed=False, secrets=[], diff=dict(before={}, after={}))
     try:
-        kube = KubeClient(params["kubeconfig"], params["context"])
-    except (ApiException, ConfigException, HTTPError) as e:
+        kube = KubeClient(params)
+    except K8S_ERRORS as e:
         aws.fail_json(msg=f"ecr_pull_secret: cannot load the kubeconfig: {error_message(e)}")
     try:
         token = get_token(aws, params["registry_id"]) if params["state"] == "present" else None
@@ -340,7 +328,7 @@ def main():
             result["registry"] = token["host"]
     except (BotoCoreError, ClientError) as e:
         aws.fail_json_aws(e, msg="ecr_pull_secret: could not get an ECR authorization token")
-    except (ApiException, ConfigException, HTTPError) as e:
+    except K8S_ERRORS as e:
         aws.fail_json(msg=f"ecr_pull_secret: Kubernetes API: {error_message(e)}", **result)
     except LookupError as e:
         aws.fail_json(msg=f"ecr_pull_secret: {e}", **result)

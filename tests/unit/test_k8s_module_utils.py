@@ -5,22 +5,22 @@ from __future__ import annotations
 import json
 
 import pytest
+from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
 from kubernetes.client.exceptions import ApiException
 
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils import k8s
 
 
-def test_each_module_gets_its_own_copy_of_the_argument_spec():
+def test_each_module_gets_its_own_copy_of_kubernetes_cores_auth_options():
     spec = k8s.k8s_argument_spec()
     spec["kubeconfig"]["required"] = True
-    spec["extra"] = {"type": "str"}
-    assert "required" not in k8s.K8S_ARGUMENT_SPEC["kubeconfig"]
-    assert sorted(k8s.k8s_argument_spec()) == ["context", "kubeconfig"]
+    assert "required" not in k8s.k8s_argument_spec()["kubeconfig"]
+    assert sorted(k8s.k8s_argument_spec()) == sorted(AUTH_ARG_SPEC)
 
 
-def test_kubeconfig_falls_back_to_the_kubernetes_core_and_kubectl_variables():
-    _fallback, names = k8s.K8S_ARGUMENT_SPEC["kubeconfig"]["fallback"]
-    assert names == ["K8S_AUTH_KUBECONFIG", "KUBECONFIG"]
+def test_one_validate_certs_verifies_both_apis_by_default():
+    assert k8s.k8s_argument_spec()["validate_certs"]["default"] is True
+    assert "default" not in AUTH_ARG_SPEC["validate_certs"]
 
 
 def test_error_message_is_the_servers_message_without_the_body():
@@ -37,8 +37,8 @@ def test_error_message_falls_back_to_the_reason_and_to_the_text():
 
 
 def test_a_missing_kubeconfig_is_a_k8s_error(tmp_path):
-    with pytest.raises((k8s.ApiException, k8s.ConfigException, k8s.HTTPError)):
-        k8s.KubeClient(str(tmp_path / "missing.conf"))
+    with pytest.raises(k8s.K8S_ERRORS):
+        k8s.KubeClient({"kubeconfig": str(tmp_path / "missing.conf")})
 
 
 def test_an_unknown_context_is_a_k8s_error(tmp_path):
@@ -55,5 +55,5 @@ def test_an_unknown_context_is_a_k8s_error(tmp_path):
             }
         )
     )
-    with pytest.raises((k8s.ApiException, k8s.ConfigException, k8s.HTTPError), match="unknown"):
-        k8s.KubeClient(str(kubeconfig), context="unknown")
+    with pytest.raises(k8s.K8S_ERRORS, match="unknown"):
+        k8s.KubeClient({"kubeconfig": str(kubeconfig), "context": "unknown"})
