@@ -81,7 +81,7 @@ EXAMPLES = r"""
   helix.kubeadm_aws.ecr_pull_secret:
     namespaces: [demo]
     service_account: default
-    kubeconfig: "{{ inventory_dir }}/.kube/demo.conf"
+    kubeconfig: ~/.local/state/helix/demo/kubeconfig
 
 - name: Refresh the pull secrets of several namespaces from a schedule (changes only when stale)
   helix.kubeadm_aws.ecr_pull_secret:
