@@ -71,12 +71,23 @@ class MotoServer:
         self.credentials = dict(CREDENTIALS)
 
     def start(self, timeout=30):
-        moto = Path(sys.executable).with_name("moto_server")
+        server = Path(__file__).with_name("moto_server.py")
         environment = dict(os.environ)
         if self.enforce_iam:
             environment["INITIAL_NO_AUTH_ACTION_COUNT"] = str(ADMIN_SETUP_REQUESTS)
         self.process = subprocess.Popen(
-            [str(moto), "-H", "127.0.0.1", "-p", str(self.port), "-c", self.ca_bundle, "-k", self._key],
+            [
+                sys.executable,
+                str(server),
+                "-H",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-c",
+                self.ca_bundle,
+                "-k",
+                self._key,
+            ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env=environment,

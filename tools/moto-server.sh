@@ -18,7 +18,8 @@ start)
       -addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout "$key" -out "$cert" 2>/dev/null
   fi
   if answering; then echo "local AWS endpoint already running at $url"; exit 0; fi
-  nohup .venv/bin/moto_server -H 127.0.0.1 -p "$port" -c "$cert" -k "$key" >"$state_dir/$port.log" 2>&1 &
+  # tests/moto_server.py: moto, evaluating the TLS-only bucket policy as AWS does over TLS.
+  nohup .venv/bin/python tests/moto_server.py -H 127.0.0.1 -p "$port" -c "$cert" -k "$key" >"$state_dir/$port.log" 2>&1 &
   echo $! >"$pid_file"
   for _ in $(seq 100); do answering && { echo "local AWS endpoint started at $url"; exit 0; }; sleep 0.1; done
   echo "moto server did not answer at $url; see $state_dir/$port.log" >&2; exit 1 ;;
