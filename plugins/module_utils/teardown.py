@@ -5,7 +5,8 @@
 
 Each kind is a pair of functions: find(api, cluster) -> [id] and delete(api, id). A layer is an
 ordered list of kinds; what a later kind needs gone (an instance holding a security group, a
-subnet holding a route table association) comes earlier in the list.
+subnet holding a route table association) comes earlier in the list. The S3 bucket is the one
+kind not searched for: S3 can filter neither by tag nor by name, so the caller names it.
 """
 
 from __future__ import annotations
@@ -157,6 +158,26 @@ def delete_instances(api, ids, timeout=600):
     wait(api.ec2, "instance_terminated", timeout, InstanceIds=ids)
 
 
+def find_elastic_ips(api, cluster):
+    """Elastic IPs by allocation id (DescribeAddresses has no pages: a region holds a handful)."""
+    return [a["AllocationId"] for a in api.ec2.describe_addresses(Filters=[cluster_filter(cluster)])["Addresses"]]
+
+
+def delete_elastic_ips(api, ids):
+    """An address still associated holds the internet gateway: it is disassociated, then released."""
+    addresses = api.ec2.describe_addresses(Filters=[{"Name": "allocation-id", "Values": ids}])["Addresses"]
+    for association_id in [a["AssociationId"] for a in addresses if a.get("AssociationId")]:
+        _ignore_missing(
+            lambda association_id=association_id: api.ec2.disassociate_address(AssociationId=association_id),
+            "InvalidAssociationID.NotFound",
+        )
+    for allocation_id in ids:
+        _ignore_missing(
+            lambda allocation_id=allocation_id: api.ec2.release_address(AllocationId=allocation_id),
+            "InvalidAllocationID.NotFound",
+        )
+
+
 def find_launch_templates(api, cluster):
     return _ec2_ids(api, "describe_launch_templates", "LaunchTemplates", "LaunchTemplateId", cluster)
 
@@ -274,7 +295,7 @@ def find_vpcs(api, cluster):
 
 
 def delete_vpc(api, vpc_id):
-    api.ec2.delete_vpc(VpcId=vpc_id)
+    _retry_while_in_use(lambda: api.ec2.delete_vpc(VpcId=vpc_id))
 
 
 def find_key_pairs(api, cluster):
@@ -339,21 +360,21 @@ def delete_repository(api, name):
     api.ecr.delete_repository(repositoryName=name, force=True)
 
 
-def find_buckets(api, cluster):
-    """S3 cannot filter by tag: look at buckets named after the cluster, then confirm the tag."""
-    owned = []
-    for bucket in api.s3.list_buckets().get("Buckets", []):
-        if cluster not in bucket["Name"]:
-            continue
-        try:
-            tags = api.s3.get_bucket_tagging(Bucket=bucket["Name"])["TagSet"]
-        except (BotoCoreError, ClientError) as e:
-            if error_code(e) in ("NoSuchTagSet", "NoSuchBucket"):
-                continue
-            raise
-        if to_dict(tags).get(cluster_tag_key(cluster)) == "owned":
-            owned.append(bucket["Name"])
-    return owned
+def find_bucket(api, cluster, bucket):
+    """The bucket of exactly that name, if it carries the cluster tag; without a name, none.
+
+    Buckets are never listed and matched by name: a look-alike (`demo2-...` for cluster `demo`)
+    may be another team's, and asking for its tags may be refused.
+    """
+    if not bucket:
+        return []
+    try:
+        tags = api.s3.get_bucket_tagging(Bucket=bucket)["TagSet"]
+    except (BotoCoreError, ClientError) as e:
+        if error_code(e) in ("NoSuchTagSet", "NoSuchBucket"):
+            return []
+        raise
+    return [bucket] if _owned(tags, cluster) else []
 
 
 def delete_bucket(api, name):
@@ -370,6 +391,7 @@ KINDS = {
     "load_balancer": (find_load_balancers, None, delete_load_balancers),
     "target_group": (find_target_groups, delete_target_group, None),
     "instance": (find_instances, None, delete_instances),
+    "elastic_ip": (find_elastic_ips, None, delete_elastic_ips),
     "launch_template": (find_launch_templates, delete_launch_template, None),
     "instance_profile": (find_instance_profiles, delete_instance_profile, None),
     "iam_role": (find_roles, delete_role, None),
@@ -382,7 +404,7 @@ KINDS = {
     "vpc": (find_vpcs, delete_vpc, None),
     "key_pair": (find_key_pairs, delete_key_pair, None),
     "ecr_repository": (find_repositories, delete_repository, None),
-    "s3_bucket": (find_buckets, delete_bucket, None),
+    "s3_bucket": (find_bucket, delete_bucket, None),
 }
 
 LAYER_KINDS = {
@@ -393,6 +415,7 @@ LAYER_KINDS = {
         "load_balancer",
         "target_group",
         "instance",
+        "elastic_ip",
         "launch_template",
         "instance_profile",
         "iam_role",
@@ -408,16 +431,22 @@ LAYER_KINDS = {
 }
 
 
-def find(api, cluster, kinds):
-    return [(kind, resource_id) for kind in kinds for resource_id in KINDS[kind][0](api, cluster)]
+def find(api, cluster, kinds, bucket=None):
+    """(kind, id) of what the cluster owns, in the order of kinds; bucket names the S3 bucket."""
+    return [(kind, resource_id) for kind in kinds for resource_id in _find_kind(api, cluster, kind, bucket)]
 
 
-def remove(api, cluster, kinds):
+def _find_kind(api, cluster, kind, bucket):
+    finder = KINDS[kind][0]
+    return finder(api, cluster, bucket) if kind == "s3_bucket" else finder(api, cluster)
+
+
+def remove(api, cluster, kinds, bucket=None):
     """Find and delete kind by kind, so what an earlier kind frees (a volume detached from a
     terminated instance, an interface released by a load balancer) is found and swept too."""
     removed = []
     for kind in kinds:
-        found = find(api, cluster, [kind])
+        found = find(api, cluster, [kind], bucket)
         delete(api, found)
         removed.extend(found)
     return removed

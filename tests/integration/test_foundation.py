@@ -39,6 +39,11 @@ def worker_zones(ec2):
     return sorted(zone for name, zone in nodes(ec2) if name == f"{CLUSTER}-worker")
 
 
+def partition(aws):
+    """The ARN partition of the caller (aws, aws-cn, aws-us-gov), as preflight reads it."""
+    return aws.client("sts").get_caller_identity()["Arn"].split(":")[1]
+
+
 def permissions(group):
     """Ingress as a set of (protocol, from, to, source) for easy assertions."""
     rules = set()
@@ -147,6 +152,7 @@ def test_node_roles_have_least_privilege(aws):
     roles = {r["RoleName"]: r for r in iam.list_roles(PathPrefix=f"/helix/{CLUSTER}/")["Roles"]}
     assert sorted(roles) == ["itest-control-plane", "itest-worker"]
     bucket = aws.client("s3").list_buckets()["Buckets"][0]["Name"]
+    arn = f"arn:{partition(aws)}:s3:::{bucket}"
     for name, actions in (
         ("itest-control-plane", ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"]),
         ("itest-worker", ["s3:GetObject"]),
@@ -155,7 +161,10 @@ def test_node_roles_have_least_privilege(aws):
         document = json.loads(document) if isinstance(document, str) else document
         join = next(s for s in document["Statement"] if s["Sid"] == "JoinCommand")
         assert join["Action"] == actions
-        assert join["Resource"] == f"arn:aws:s3:::{bucket}/join/*"
+        assert join["Resource"] == f"{arn}/join/*"
+        listing = next(s for s in document["Statement"] if s["Sid"] == "ListJoinPrefix")
+        assert listing["Action"] == "s3:ListBucket" and listing["Resource"] == arn
+        assert listing["Condition"] == {"StringLike": {"s3:prefix": ["join/", "join/*"]}}
         profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
         assert [r["RoleName"] for r in profile["Roles"]] == [name]
 
@@ -171,8 +180,18 @@ def test_bucket_is_private_encrypted_versioned_tls_only(aws):
     assert encryption["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     (statement,) = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"]
     assert statement["Effect"] == "Deny"
+    assert statement["Resource"] == [f"arn:{partition(aws)}:s3:::{bucket}", f"arn:{partition(aws)}:s3:::{bucket}/*"]
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert tags(s3.get_bucket_tagging(Bucket=bucket), "TagSet")[TAG] == "owned"
+
+
+def test_bucket_expires_old_versions_and_abandoned_uploads(aws):
+    s3 = aws.client("s3")
+    (rule,) = s3.get_bucket_lifecycle_configuration(Bucket=f"{CLUSTER}-123456789012-us-east-1")["Rules"]
+    assert rule["ID"] == "helix-retention" and rule["Status"] == "Enabled"
+    assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
+    assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
+    assert "Expiration" not in rule and rule["Filter"].get("Prefix", "") == ""
 
 
 def test_key_pair_and_repositories(aws, settings):
@@ -213,6 +232,7 @@ def test_delete_leaves_nothing_tagged(aws, settings):
         (ec2.describe_internet_gateways, "InternetGateways"),
         (ec2.describe_launch_templates, "LaunchTemplates"),
         (ec2.describe_key_pairs, "KeyPairs"),
+        (ec2.describe_addresses, "Addresses"),
     ):
         assert describe(Filters=OWNED)[key] == [], key
     assert aws.client("iam").list_roles(PathPrefix=f"/helix/{CLUSTER}/")["Roles"] == []

@@ -4,7 +4,8 @@ Bootstrap and infrastructure are created by the real playbooks on a local AWS en
 resources the AWS cloud provider and the EBS CSI driver would make (load balancers of Services,
 their target groups and security group, volumes of PersistentVolumeClaims, a network interface)
 are planted with the cluster tag, and `playbooks/infrastructure.yml -e lifecycle_action=delete`
-must remove them with the layer and leave bootstrap and other clusters' resources alone.
+must remove them with the layer (and the control plane's Elastic IP, which the layer itself made)
+and leave bootstrap and other clusters' resources alone.
 """
 
 from __future__ import annotations
@@ -41,9 +42,12 @@ def tagged(resource_type, tags):
 
 
 def plant(aws):
-    """What Services of type LoadBalancer and PersistentVolumeClaims leave in AWS, and one foreign thing."""
+    """What Services of type LoadBalancer and PersistentVolumeClaims leave in AWS, and foreign things."""
     ec2, elbv2, elb = aws.client("ec2"), aws.client("elbv2"), aws.client("elb")
     vpc = ec2.describe_vpcs(Filters=[{"Name": f"tag:{TAG}", "Values": ["owned"]}])["Vpcs"][0]["VpcId"]
+    # Not planted: the nodes role gave it to the control plane. Still associated, it holds the gateway.
+    (address,) = ec2.describe_addresses(Filters=[{"Name": f"tag:{TAG}", "Values": ["owned"]}])["Addresses"]
+    assert address.get("AssociationId"), address
     subnets = [s["SubnetId"] for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]]
     zone = ec2.describe_subnets(SubnetIds=subnets[:1])["Subnets"][0]["AvailabilityZone"]
     worker = ec2.describe_instances(
@@ -87,6 +91,7 @@ def plant(aws):
     )["NetworkInterface"]["NetworkInterfaceId"]
 
     foreign_volume = ec2.create_volume(AvailabilityZone=zone, Size=1, TagSpecifications=tagged("volume", FOREIGN))
+    foreign_address = ec2.allocate_address(Domain="vpc", TagSpecifications=tagged("elastic-ip", FOREIGN))
     default_vpc_subnet = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"][0]
     foreign_lb = elbv2.create_load_balancer(
         Name="other-cluster", Type="network", Subnets=[default_vpc_subnet["SubnetId"]], Tags=FOREIGN
@@ -99,8 +104,10 @@ def plant(aws):
             "security_group": {group},
             "volume": {detached, attached},
             "network_interface": {interface},
+            "elastic_ip": {address["AllocationId"]},
         },
         "foreign_volume": foreign_volume["VolumeId"],
+        "foreign_address": foreign_address["AllocationId"],
         "foreign_lb": foreign_lb["LoadBalancers"][0]["LoadBalancerArn"],
     }
 
@@ -177,6 +184,7 @@ def test_delete_sweeps_what_the_cluster_made(aws, infrastructure):
     owned = [{"Name": f"tag:{TAG}", "Values": ["owned"]}]
     assert ec2.describe_volumes(Filters=owned)["Volumes"] == []
     assert ec2.describe_network_interfaces(Filters=owned)["NetworkInterfaces"] == []
+    assert [a["AllocationId"] for a in ec2.describe_addresses()["Addresses"]] == [planted["foreign_address"]]
     assert ec2.describe_security_groups(Filters=owned)["SecurityGroups"] == []
     assert ec2.describe_vpcs(Filters=owned)["Vpcs"] == []
     assert [lb["LoadBalancerArn"] for lb in elbv2.describe_load_balancers()["LoadBalancers"]] == [planted["foreign_lb"]]
