@@ -49,7 +49,7 @@ def object_read(request):
     if request.method not in ("GET", "HEAD"):
         return None
     split = urlsplit(request.path)
-    bucket, _, key = split.path.lstrip("/").partition("/")
+    bucket, _slash, key = split.path.lstrip("/").partition("/")
     extra = {p for p in _query(request) if not p.startswith(("response-", "X-Amz-"))} - OBJECT_READ_PARAMETERS
     if not bucket or not key or extra:
         return None

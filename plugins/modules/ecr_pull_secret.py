@@ -137,8 +137,11 @@ from ansible.module_utils.basic import missing_required_lib  # noqa: E402
 
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import BotoCoreError, ClientError, HelixAWSModule  # noqa: E402
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.k8s import (  # noqa: E402
-    K8S_ERRORS,
     KUBERNETES_IMPORT_ERROR,
+    ApiException,
+    ConfigException,
+    CoreException,
+    HTTPError,
     KubeClient,
     error_message,
     k8s_argument_spec,
@@ -310,7 +313,7 @@ def main():
     result = dict(changed=False, secrets=[], diff=dict(before={}, after={}))
     try:
         kube = KubeClient(params)
-    except K8S_ERRORS as e:
+    except (ApiException, ConfigException, CoreException, HTTPError) as e:
         aws.fail_json(msg=f"ecr_pull_secret: cannot load the kubeconfig: {error_message(e)}")
     try:
         token = get_token(aws, params["registry_id"]) if params["state"] == "present" else None
@@ -328,7 +331,7 @@ def main():
             result["registry"] = token["host"]
     except (BotoCoreError, ClientError) as e:
         aws.fail_json_aws(e, msg="ecr_pull_secret: could not get an ECR authorization token")
-    except K8S_ERRORS as e:
+    except (ApiException, ConfigException, CoreException, HTTPError) as e:
         aws.fail_json(msg=f"ecr_pull_secret: Kubernetes API: {error_message(e)}", **result)
     except LookupError as e:
         aws.fail_json(msg=f"ecr_pull_secret: {e}", **result)

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 
-from moto.iam.access_control import IAMPolicy, PermissionResult
+from moto.iam.access_control import IAMPolicy, IAMPolicyStatement, PermissionResult
 
-from tests import moto_server  # noqa: F401 - installs the evaluation of aws:SecureTransport
+from tests import moto_server
 
 BUCKET = "arn:aws:s3:::demo"
 
 
 def policy(*statements):
     return IAMPolicy(json.dumps({"Version": "2012-10-17", "Statement": list(statements)}))
+
+
+def test_importing_the_server_installs_the_evaluation():
+    assert IAMPolicyStatement.is_action_permitted is moto_server.is_action_permitted
 
 
 def test_the_tls_only_deny_does_not_apply_to_requests_over_tls():
