@@ -41,7 +41,7 @@ moto-down:
 	tools/moto-server.sh stop $(MOTO_PORT)
 
 ## test: everything CI runs - ruff, ansible-lint, ansible-test sanity, unit and integration tests, role scenarios
-test: lint sanity unit integration molecule-roles
+test: lint sanity unit integration molecule-roles galaxy-import
 
 lint: setup
 	$(BIN)/ruff check .
