@@ -80,7 +80,7 @@ def test_an_inventory_of_another_cluster_fails_before_any_change(two_clusters, t
         aws, "playbooks/cluster.yml", BETA, {"cluster_name": ALPHA, "lifecycle_action": "delete"}, tmp_path
     )
     assert run.returncode != 0, run.output
-    assert "are not nodes of cluster alpha" in run.output
+    assert "are not nodes of cluster alpha" in run.output, run.output
     for host in hosts_of(aws.client("ec2"), BETA):
         assert host in run.output
     assert "UNREACHABLE" not in run.output and "Wait briefly for SSH" not in run.output
