@@ -26,7 +26,10 @@ except ImportError:  # AnsibleAWSModule fails with a clear message before any ca
 
 
 # ClientError and BotoCoreError are exported: modules catch both.
-__all__ = ["BotoCoreError", "ClientError", "HelixAWSModule", "error_code"]
+__all__ = ["S3_MISSING", "BotoCoreError", "ClientError", "HelixAWSModule", "error_code"]
+
+# What S3 answers for an object that is not there (GetObject, HeadObject).
+S3_MISSING = ("NoSuchKey", "404", "NotFound")
 
 ENDPOINT_URL_ENV = ["HELIX_AWS_ENDPOINT_URL", "AWS_URL"]
 

@@ -86,17 +86,18 @@ files:
 
 import hashlib  # noqa: E402
 import os  # noqa: E402
-import tempfile  # noqa: E402
 
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import (  # noqa: E402
+    S3_MISSING,
     BotoCoreError,
     ClientError,
     HelixAWSModule,
     error_code,
 )
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils.private_files import write_private  # noqa: E402
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.s3_versions import delete_versions  # noqa: E402
 
-MISSING = ("NoSuchKey", "NoSuchBucket", "404", "NotFound")
+MISSING = S3_MISSING + ("NoSuchBucket",)
 
 
 def read_local(path):
@@ -114,21 +115,6 @@ def stored_md5(s3, bucket, key):
     except ClientError as e:
         if error_code(e) in MISSING:
             return None
-        raise
-
-
-def write_private(path, content):
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".state-")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-        os.replace(tmp, path)
-    except OSError:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         raise
 
 

@@ -153,18 +153,17 @@ token:
 """
 
 import os  # noqa: E402
-import tempfile  # noqa: E402
 
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils import join_command as jc  # noqa: E402
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import (  # noqa: E402
+    S3_MISSING,
     BotoCoreError,
     ClientError,
     HelixAWSModule,
     error_code,
 )
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils.private_files import write_private  # noqa: E402
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.s3_versions import delete_versions  # noqa: E402
-
-MISSING = ("NoSuchKey", "404", "NotFound")
 
 
 def read_object(s3, bucket, key):
@@ -172,7 +171,7 @@ def read_object(s3, bucket, key):
     try:
         obj = s3.get_object(Bucket=bucket, Key=key)
     except (BotoCoreError, ClientError) as e:
-        if error_code(e) in MISSING:
+        if error_code(e) in S3_MISSING:
             return None, {}
         raise
     return obj["Body"].read().decode("utf-8").strip(), obj.get("Metadata", {})
@@ -258,19 +257,8 @@ def write_secret(aws, dest, content):
                 return False
     except OSError:
         pass
-    if aws.check_mode:
-        return True
-    directory = os.path.dirname(os.path.abspath(dest))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".join-command-")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(content)
-        os.replace(tmp, dest)
-    except OSError:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    if not aws.check_mode:
+        write_private(dest, content.encode("utf-8"))
     return True
 
 
