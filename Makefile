@@ -8,7 +8,7 @@ MOTO_PORT ?= 5055
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup demo demo-destroy moto-up moto-down test lint sanity unit integration clean
+.PHONY: help setup demo demo-destroy test lint sanity unit integration clean
 
 help:
 	@grep -hE '^## ' $(MAKEFILE_LIST) | sed 's/^## //'
@@ -26,19 +26,18 @@ $(COLLECTION_LINK):
 	mkdir -p $(dir $@)
 	ln -sfn ../../.. $@
 
-## demo: start the local AWS endpoint and run site.yml against it
-demo: setup moto-up
-	AWS_CA_BUNDLE=$(CURDIR)/.cache/moto/cert.pem $(BIN)/ansible-playbook site.yml -i inventories/local
+# Where this machine cannot host nodes, only the AWS-side layers run (localcloud.sh can-host says why).
+LOCAL_PLAYBOOK = eval "$$(localcloud/localcloud.sh env $(MOTO_PORT))" && \
+	skip=$$(localcloud/localcloud.sh can-host >/dev/null 2>&1 || echo '-e lifecycle_skip_layers=cluster,application') && \
+	$(BIN)/ansible-playbook -i inventories/local $$skip
 
-## demo-destroy: delete everything the demo made
-demo-destroy: setup moto-up
-	AWS_CA_BUNDLE=$(CURDIR)/.cache/moto/cert.pem $(BIN)/ansible-playbook destroy.yml -i inventories/local
+## demo: start the local cloud and run site.yml on it: every layer, from an empty account to the app
+demo: setup localcloud-up
+	$(LOCAL_PLAYBOOK) site.yml
 
-moto-up: setup
-	tools/moto-server.sh start $(MOTO_PORT)
-
-moto-down:
-	tools/moto-server.sh stop $(MOTO_PORT)
+## demo-destroy: delete everything the demo made (the local cloud keeps running: make localcloud-down)
+demo-destroy: setup localcloud-up
+	$(LOCAL_PLAYBOOK) destroy.yml
 
 ## test: everything CI runs - ruff, ansible-lint, ansible-test sanity, unit and integration tests, role scenarios
 test: lint sanity unit integration molecule-roles galaxy-import

@@ -9,18 +9,31 @@ denies every object request, although AWS applies it only to requests not sent o
 "Enforce encryption in transit"). This server only speaks TLS, so aws:SecureTransport is true
 for every request it gets, and such a statement never applies here.
 
+It also plays the EC2 service where the local cloud needs it. EC2 gets an instance's credentials by
+assuming its instance profile's role as the service principal ec2.amazonaws.com, which the role's
+trust policy names (IAM User Guide, "Using an IAM role to grant permissions to applications running
+on Amazon EC2 instances"); no IAM user may assume such a role. The local cloud's data plane
+(localcloud/reconciler.py) signs as the IAM user `localcloud-ec2`, which this server treats as that
+service principal in a trust policy, and only there. moto itself fails with a TypeError (HTTP 500) on a
+trust policy without an "AWS" principal; here such a statement simply does not match an IAM caller.
+
     python tests/moto_server.py -H 127.0.0.1 -p PORT -c CERT -k KEY     (moto_server's arguments)
 """
 
 from __future__ import annotations
 
+import json
 import sys
 
 from moto.iam import access_control
 from moto.server import main
 
 NOT_OVER_TLS = {"Bool": {"aws:SecureTransport": "false"}}
+EC2_SERVICE_USER = "localcloud-ec2"
+EC2_SERVICE = "ec2.amazonaws.com"
 _evaluate = access_control.IAMPolicyStatement.is_action_permitted
+_check_principal = access_control.IAMPolicyStatement._check_principal
+_check_trust = access_control.IAMRequestBase._check_role_trust_relationship
 
 
 def _condition(statement):
@@ -34,7 +47,37 @@ def is_action_permitted(self, action, resource="*", principal=None, incoming_con
     return _evaluate(self, action, resource, principal, incoming_condition_values)
 
 
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def trusts_ec2(trust_policy):
+    statements = as_list(json.loads(trust_policy).get("Statement", []))
+    return any(
+        s.get("Effect") == "Allow"
+        and "sts:AssumeRole" in as_list(s.get("Action", []))
+        and isinstance(s.get("Principal"), dict)
+        and EC2_SERVICE in as_list(s["Principal"].get("Service", []))
+        for s in statements
+    )
+
+
+def check_role_trust_relationship(self, role_arn):
+    if self._access_key.arn.endswith(f":user/{EC2_SERVICE_USER}"):
+        return trusts_ec2(self.backend.get_role_by_arn(role_arn).assume_role_policy_document)
+    return _check_trust(self, role_arn)
+
+
+def check_principal(self, principal):
+    expected = self._statement.get("Principal")
+    if isinstance(expected, dict) and "AWS" not in expected:
+        return False
+    return _check_principal(self, principal)
+
+
 access_control.IAMPolicyStatement.is_action_permitted = is_action_permitted
+access_control.IAMPolicyStatement._check_principal = check_principal
+access_control.IAMRequestBase._check_role_trust_relationship = check_role_trust_relationship
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

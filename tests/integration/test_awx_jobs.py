@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.ansible_run import ROOT
+from tests.ansible_run import RECORDS_ONLY_SKIP, ROOT
 from tests.aws_endpoint import CREDENTIALS, REGION
 from tests.integration.awx_config import configured
 from tests.integration.awx_job import copy_tracked_files, install_collection, run_job
@@ -30,7 +30,7 @@ ADMIN_CIDRS = ["127.0.0.0/8", "192.0.2.0/24"]
 ANSWERS = {"cluster_name": CLUSTER, "aws_region": REGION, "admin_cidrs": ",".join(ADMIN_CIDRS), "worker_count": 2}
 # What an AWX inventory for the local endpoint holds, beyond the endpoint and its credentials.
 LOCAL = yaml.safe_load((ROOT / "inventories/local/group_vars/all/main.yml").read_text())
-INVENTORY_VARIABLES = ("ami_ssm_parameter", "lifecycle_skip_layers", "nodes_connect_via")
+INVENTORY_VARIABLES = ("ami_ssm_parameter", "nodes_connect_via")
 
 
 class Controller:
@@ -45,6 +45,7 @@ class Controller:
             "aws_access_key": CREDENTIALS["aws_access_key_id"],
             "aws_secret_key": CREDENTIALS["aws_secret_access_key"],
             **{name: LOCAL[name] for name in INVENTORY_VARIABLES},
+            "lifecycle_skip_layers": RECORDS_ONLY_SKIP,
         }
         self.envvars = {
             "AWS_CA_BUNDLE": aws.ca_bundle,

@@ -22,7 +22,7 @@ FLANNEL_CNI_IMAGE="${HELIX_FLANNEL_CNI_IMAGE:-helix.local/flannel-cni-plugin:sta
 
 "$ROOT/tests/kube/build.sh" kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kubeadm kubelet
 "$HERE/image-bins.sh"
-ROOTFS="$("$HERE/rootfs.sh")"
+ROOTFS="$("$ROOT/localcloud/rootfs.sh")"
 mkdir -p "$OUT" "$CNI"
 for p in bridge host-local loopback portmap; do cp -u "$NBIN/$p-$CNI_PLUGINS_VERSION" "$CNI/$p"; done
 

@@ -1,6 +1,6 @@
 #!/bin/sh
-# Runs inside a local test node at boot (helix-node-setup.service), before containerd and kubelet.
-# Only the test nodes need this; real EC2 nodes have their own kernel and a writable cgroup tree.
+# Runs inside a local cloud node at boot (helix-node-setup.service), before containerd and kubelet.
+# Only local cloud nodes need this; real EC2 nodes have their own kernel and a writable cgroup tree.
 set -eu
 
 # 1. nspawn mounts the cgroup v1 controllers read-only. Mount them again, writable: they then show

@@ -3,7 +3,7 @@
 # work tree. Everything a node needs that does not come from our roles is in it: systemd, sshd,
 # Python for Ansible, containerd and runc from Debian, the tools kubeadm's preflight looks for.
 #
-# Usage: tests/nodes/rootfs.sh            -> prints the rootfs directory
+# Usage: localcloud/rootfs.sh            -> prints the rootfs directory
 # Environment:
 #   HELIX_CACHE_DIR      cache root (default ~/.cache/helix)
 #   HELIX_NODE_SUITE     Debian suite (default bookworm)
@@ -14,10 +14,10 @@ CACHE_DIR="${HELIX_CACHE_DIR:-$HOME/.cache/helix}"
 SUITE="${HELIX_NODE_SUITE:-bookworm}"
 PACKAGES=(
     systemd systemd-sysv dbus iproute2 iputils-ping openssh-server python3 python3-apt
-    python3-boto3 containerd runc iptables conntrack socat ethtool kmod ca-certificates procps util-linux
+    python3-boto3 sudo containerd runc iptables conntrack socat ethtool kmod ca-certificates procps util-linux
 )
 # Bump when PACKAGES or the setup below change: a new version is a new cache entry.
-VERSION=1
+VERSION=2
 ROOTFS="$CACHE_DIR/nodes/rootfs-$SUITE-v$VERSION"
 
 log() { printf '[node-rootfs] %s\n' "$*" >&2; }
@@ -42,7 +42,7 @@ log "debootstrap $SUITE from $mirror into $tmp"
 debootstrap --variant=minbase --include="$(IFS=,; echo "${PACKAGES[*]}")" "$SUITE" "$tmp" "$mirror" >&2
 
 # Node-independent setup. Per-node identity (hostname, machine-id, SSH host keys, address)
-# is written into each node's copy by tests/nodes/node.sh.
+# is written into each node's copy by localcloud/reconciler.py.
 rm -f "$tmp"/etc/ssh/ssh_host_*
 : > "$tmp/etc/machine-id"
 echo 'PermitRootLogin prohibit-password' > "$tmp/etc/ssh/sshd_config.d/helix.conf"

@@ -1,0 +1,30 @@
+# The local cloud (docs/local-cloud.md): the local AWS endpoint with IAM enforced, and the EC2 data
+# plane that boots its instances as nspawn nodes. Nodes need root on a Debian host.
+# Included by the main Makefile, which defines BIN, PY and MOTO_PORT.
+
+.PHONY: node-tools node-images localcloud-up localcloud-down
+
+# Host tools of the nodes: debootstrap (the rootfs), systemd-container (systemd-nspawn),
+# gcc and libc6-dev (flanneld is built with cgo), iproute2 (bridge, netns, veth), openssh-client.
+NODE_TOOLS := debootstrap systemd-container gcc libc6-dev iproute2 openssh-client
+
+## node-tools: install the Debian packages the local cloud's nodes need on the host (apt-get, root)
+node-tools:
+	@missing=$$(for p in $(NODE_TOOLS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+## node-images: the nodes' rootfs, binaries and OCI image archives (cached by version; cold: ~30 min)
+node-images: setup node-tools
+	PY=$(CURDIR)/$(PY) tests/nodes/images.sh
+
+## localcloud-up: start the local cloud on MOTO_PORT (nodes only where this machine can host them)
+localcloud-up: setup
+	@if localcloud/localcloud.sh can-host 2>/dev/null; then $(MAKE) --no-print-directory node-images; fi
+	localcloud/localcloud.sh up $(MOTO_PORT)
+
+## localcloud-down: stop it; every node, namespace, bridge, cgroup and metadata server goes
+localcloud-down:
+	localcloud/localcloud.sh down $(MOTO_PORT)
