@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The local cloud: the local AWS endpoint with IAM enforced, and the EC2 data plane that boots its
-# instances as nodes (localcloud/reconciler.py). docs/local-cloud.md.
+# The local cloud: the local AWS endpoint with IAM enforced, ECR's data plane (a registry on loopback,
+# localcloud/registry.sh, on PORT+1) and the EC2 data plane that boots its instances as nodes
+# (localcloud/reconciler.py). docs/local-cloud.md, docs/local-cloud-registry.md.
 #
-#   localcloud/localcloud.sh up PORT      start both (the data plane only where this machine can host nodes)
-#   localcloud/localcloud.sh down PORT    stop both; every node, namespace, bridge and cgroup goes
+#   localcloud/localcloud.sh up PORT      start them (the EC2 data plane only where this machine can host nodes)
+#   localcloud/localcloud.sh down PORT    stop them; every node, namespace, bridge, cgroup and image goes
 #   localcloud/localcloud.sh env PORT     print the administrator's keys and the CA bundle as shell exports
 #   localcloud/localcloud.sh can-host     exit 0 if this machine can host nodes, else say why on stderr
 set -euo pipefail
@@ -15,6 +16,7 @@ pid_file=$state_dir/reconciler-$port.pid
 cert=$ROOT/.cache/moto/cert.pem
 admin_env=$ROOT/.cache/moto/admin-$port.env
 ec2_env=$ROOT/.cache/moto/ec2-$port.env
+registry_port=$((port + 1))
 
 can_host() {
     local why=
@@ -34,6 +36,12 @@ running() { [[ -f "$pid_file" ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null; }
 up() {
     cd "$ROOT"
     tools/moto-server.sh start "$port" --enforce-iam
+    # ECR's data plane listens on loopback only: it runs whether or not this machine can host nodes.
+    if command -v go >/dev/null || [[ -x "${HELIX_CACHE_DIR:-$HOME/.cache/helix}/localcloud/bin/registry" ]]; then
+        "$HERE/registry.sh" start "$registry_port" "$port"
+    else
+        echo "local cloud: no Go toolchain to build the registry; ECR's data plane does not run"
+    fi
     if ! why=$(can_host 2>&1); then
         echo "local cloud: this machine cannot host nodes ($why); the endpoint runs, instances stay records"
         return
@@ -61,6 +69,7 @@ down() {
         echo "local cloud data plane stopped; its nodes are removed"
     fi
     rm -f "$pid_file"
+    "$HERE/registry.sh" stop "$registry_port"
     tools/moto-server.sh stop "$port"
 }
 
