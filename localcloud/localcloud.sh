@@ -50,7 +50,7 @@ up() {
     "$HERE/bins.sh"
     mkdir -p "$state_dir"
     # shellcheck disable=SC1090
-    (set -a && . "$ec2_env" && exec setsid "$ROOT/.venv/bin/python" "$HERE/reconciler.py" \
+    (set -a && . "$ec2_env" && HELIX_LOCALCLOUD_STATE=/run/helix-localcloud/$port exec setsid "$ROOT/.venv/bin/python" "$HERE/reconciler.py" \
         --endpoint "https://127.0.0.1:$port" --ca-bundle "$cert" >>"$state_dir/reconciler-$port.log" 2>&1 </dev/null) &
     echo $! >"$pid_file"
     sleep 1

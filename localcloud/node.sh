@@ -8,7 +8,7 @@
 #   localcloud/node.sh down NAME          stop it; remove its cgroups, mounts and files
 #   localcloud/node.sh list               nodes that are running
 #
-# Environment: HELIX_CACHE_DIR (default ~/.cache/helix), HELIX_LOCALCLOUD_STATE (default /run/helix-localcloud).
+# Environment: HELIX_CACHE_DIR (default ~/.cache/helix), HELIX_LOCALCLOUD_STATE (the data plane's directory, default /run/helix-localcloud/default).
 #
 # What a node needs on this machine (docs/local-cloud.md, ../shared/TESTBED.md):
 #  - --keep-unit --register=no: there is no systemd on the host;
@@ -21,7 +21,7 @@
 #    write them and fail on the read-only /proc/sys): bind-mounted files, the host's are untouched.
 set -euo pipefail
 
-STATE="${HELIX_LOCALCLOUD_STATE:-/run/helix-localcloud}"
+STATE="${HELIX_LOCALCLOUD_STATE:-/run/helix-localcloud/default}"
 CGROUP_TOP=helix
 CONTROLLERS=(cpu cpuacct cpuset memory pids blkio devices freezer hugetlb net_cls net_prio perf_event)
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

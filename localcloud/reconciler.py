@@ -39,7 +39,9 @@ from urllib.parse import urlparse
 import boto3
 
 HERE = Path(__file__).resolve().parent
-STATE = Path(os.environ.get("HELIX_LOCALCLOUD_STATE", "/run/helix-localcloud"))
+# One directory per endpoint (localcloud.sh passes /run/helix-localcloud/<port>): a data plane only
+# ever sees, keeps and removes its own nodes and bridges. node.sh reads the same variable.
+STATE = Path(os.environ.get("HELIX_LOCALCLOUD_STATE", "/run/helix-localcloud/default"))
 CACHE = Path(os.environ.get("HELIX_CACHE_DIR", Path.home() / ".cache/helix"))
 IMDS_MOCK = CACHE / "localcloud/bin/ec2-metadata-mock"
 RUNNING = ("pending", "running")
@@ -118,7 +120,8 @@ class LocalCloud:
         self.forwarders = {}
         self.bridge_lock = threading.Lock()
         self.failed = {}
-        (STATE / "nodes").mkdir(parents=True, exist_ok=True)
+        for directory in ("nodes", "bridges"):
+            (STATE / directory).mkdir(parents=True, exist_ok=True)
 
     # --- the loop ---------------------------------------------------------------------------------
 
@@ -216,6 +219,7 @@ class LocalCloud:
                 if dst != "default" and ipaddress.ip_network(dst, strict=False).overlaps(vpc):
                     raise RuntimeError(f"its VPC's {vpc} overlaps the host route {dst} ({route.get('dev')})")
             run("ip", "link", "add", bridge, "type", "bridge")
+            (STATE / "bridges" / bridge).touch()
             run("ip", "link", "set", bridge, "up")
             run("ip", "route", "replace", str(vpc), "dev", bridge, "metric", "1000")
         subnet = ipaddress.ip_network(node["subnet_cidr"])
@@ -415,14 +419,15 @@ class LocalCloud:
 
     def remove_idle_bridges(self, force=False):
         in_use = {node["bridge"] for node in self.booted().values()} if not force else set()
-        for bridge in [b.name for b in Path("/sys/class/net").glob("hxb*")]:
-            if bridge in in_use:
+        for mark in (STATE / "bridges").glob("hxb*"):
+            if mark.name in in_use:
                 continue
-            forwarder = self.forwarders.pop(bridge, None)
+            forwarder = self.forwarders.pop(mark.name, None)
             if forwarder:
                 forwarder.stop()
-            run("ip", "link", "del", bridge, check=False)
-            log.info("bridge %s removed (no node left on it)", bridge)
+            run("ip", "link", "del", mark.name, check=False)
+            mark.unlink()
+            log.info("bridge %s removed (no node left on it)", mark.name)
 
 
 def pid_alive(pid_file):
