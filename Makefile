@@ -39,8 +39,8 @@ demo: setup localcloud-up
 demo-destroy: setup localcloud-up
 	$(LOCAL_PLAYBOOK) destroy.yml
 
-## test: everything CI runs - ruff, ansible-lint, ansible-test sanity, unit and integration tests, role scenarios
-test: lint sanity unit integration molecule-roles galaxy-import
+## test: everything CI runs - ruff, ansible-lint, ansible-test sanity, unit and integration tests, role scenarios, galaxy-import, the end-to-end test on the local cloud
+test: lint sanity unit integration molecule-roles galaxy-import test-e2e
 
 lint: setup
 	$(BIN)/ruff check .

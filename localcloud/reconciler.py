@@ -156,6 +156,9 @@ class LocalCloud:
             for instance_id, node in self.booted().items():
                 pool.submit(self.terminate, instance_id, node)
         self.remove_idle_bridges(force=True)
+        for directory in ("nodes", "bridges", ""):
+            with contextlib.suppress(OSError):
+                (STATE / directory).rmdir()
 
     # --- booting a node ---------------------------------------------------------------------------
 
@@ -431,11 +434,17 @@ class LocalCloud:
 
 
 def pid_alive(pid_file):
+    """Whether the process is running; a metadata server that exited is reaped here (it is our child)."""
     try:
-        os.kill(int(Path(pid_file).read_text()), 0)
-        return True
+        pid = int(Path(pid_file).read_text())
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, ValueError):
         return False
+    if state == "Z":
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        return False
+    return True
 
 
 def main():

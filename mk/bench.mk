@@ -3,7 +3,7 @@
 
 BENCH_WORKERS ?= 1,10,50,100
 
-.PHONY: bench bench-report
+.PHONY: bench bench-report bench-local-cloud
 
 $(VENV)/.bench-installed: bench/requirements.txt | setup
 	$(BIN)/pip install -q -r bench/requirements.txt
@@ -16,3 +16,7 @@ bench: setup $(VENV)/.bench-installed
 ## bench-report: redraw bench/results/results.md and results.png from results.json
 bench-report: $(VENV)/.bench-installed
 	$(PY) -m bench.report bench/results
+
+## bench-local-cloud: seconds to all Nodes Ready and of a no-op site.yml on the local cloud, 1, 2 and 4 workers (root)
+bench-local-cloud: setup node-images
+	$(PY) -m bench.local_cloud

@@ -2,7 +2,7 @@
 # plane that boots its instances as nspawn nodes. Nodes need root on a Debian host.
 # Included by the main Makefile, which defines BIN, PY and MOTO_PORT.
 
-.PHONY: node-tools node-images localcloud-up localcloud-down
+.PHONY: node-tools node-images localcloud-up localcloud-down test-e2e
 
 # Host tools of the nodes: debootstrap (the rootfs), systemd-container (systemd-nspawn),
 # gcc and libc6-dev (flanneld is built with cgo), iproute2 (bridge, netns, veth), openssh-client.
@@ -28,3 +28,8 @@ localcloud-up: setup
 ## localcloud-down: stop it; every node, namespace, bridge, cgroup and metadata server goes
 localcloud-down:
 	localcloud/localcloud.sh down $(MOTO_PORT)
+
+## test-e2e: the end-to-end test on a local cloud of its own (tests/e2e; skipped where no node can run)
+test-e2e: setup
+	@if localcloud/localcloud.sh can-host 2>/dev/null; then $(MAKE) --no-print-directory node-images; fi
+	tools/pytest.sh tests/e2e

@@ -34,8 +34,11 @@ class PlaybookRun:
         return sum(host["changed"] for host in self.recap.values())
 
 
-def run_playbook(playbook, endpoint_url, extra_vars=None, inventory="inventories/local", args=(), env=None):
-    """ansible-playbook from the repo root against the given AWS endpoint; never raises on failure."""
+def run_playbook(playbook, endpoint_url, extra_vars=None, inventory="inventories/local", args=(), env=None, prefix=()):
+    """ansible-playbook from the repo root against the given AWS endpoint; never raises on failure.
+
+    prefix: a command that runs ansible-playbook (strace, say).
+    """
     environment = dict(os.environ)
     environment.update(
         {
@@ -47,7 +50,7 @@ def run_playbook(playbook, endpoint_url, extra_vars=None, inventory="inventories
         }
     )
     environment.update(env or {})
-    command = [str(Path(sys.executable).with_name("ansible-playbook")), playbook, "-i", inventory]
+    command = [*prefix, str(Path(sys.executable).with_name("ansible-playbook")), playbook, "-i", inventory]
     command += ["-e", json.dumps({"lifecycle_skip_layers": RECORDS_ONLY_SKIP, **(extra_vars or {})})]
     command += list(args)
     done = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, check=False)
