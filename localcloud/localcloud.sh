@@ -51,7 +51,7 @@ up() {
     mkdir -p "$state_dir"
     # shellcheck disable=SC1090
     (set -a && . "$ec2_env" && HELIX_LOCALCLOUD_STATE=/run/helix-localcloud/$port exec setsid "$ROOT/.venv/bin/python" "$HERE/reconciler.py" \
-        --endpoint "https://127.0.0.1:$port" --ca-bundle "$cert" >>"$state_dir/reconciler-$port.log" 2>&1 </dev/null) &
+        --endpoint "https://127.0.0.1:$port" --ca-bundle "$cert" --registry-port "$registry_port" >>"$state_dir/reconciler-$port.log" 2>&1 </dev/null) &
     echo $! >"$pid_file"
     sleep 1
     running || { echo "local cloud data plane did not start; see $state_dir/reconciler-$port.log" >&2; exit 1; }

@@ -9,7 +9,9 @@ boots a node (localcloud/node.sh) with the instance's identity:
     asks, with temporary credentials of the instance profile's role from the endpoint's STS, renewed
     before they expire;
   - the AWS API under its real host names (/etc/hosts) at the VPC's base+2 address (where AWS puts
-    its resolver), forwarded to the endpoint on loopback; the endpoint's certificate in its trust store.
+    its resolver), forwarded to the endpoint on loopback, and the account's ECR registry host at base+3,
+    forwarded to the local registry (localcloud/registry.sh); the endpoint's certificate, which names
+    both, in its trust store.
 An instance that is no longer pending or running loses its node and everything the node used on the
 host. On SIGTERM every node and bridge is removed. Nothing here sends a packet to a public IP.
 
@@ -106,8 +108,9 @@ class Forwarder(threading.Thread):
 
 
 class LocalCloud:
-    def __init__(self, endpoint, ca_bundle):
+    def __init__(self, endpoint, ca_bundle, registry_port):
         self.endpoint = endpoint
+        self.registry_port = registry_port
         self.ca_bundle = Path(ca_bundle).resolve()
         self.endpoint_port = urlparse(endpoint).port or 443
         session = boto3.session.Session()
@@ -227,12 +230,13 @@ class LocalCloud:
             run("ip", "route", "replace", str(vpc), "dev", bridge, "metric", "1000")
         subnet = ipaddress.ip_network(node["subnet_cidr"])
         run("ip", "addr", "replace", f"{subnet[1]}/{subnet.prefixlen}", "dev", bridge)
-        api = str(vpc[2])
-        run("ip", "addr", "replace", f"{api}/32", "dev", bridge)
         if bridge not in self.forwarders:
-            forwarder = Forwarder((api, 443), ("127.0.0.1", self.endpoint_port))
-            forwarder.start()
-            self.forwarders[bridge] = forwarder
+            self.forwarders[bridge] = []
+            for address, port in ((vpc[2], self.endpoint_port), (vpc[3], self.registry_port)):
+                run("ip", "addr", "replace", f"{address}/32", "dev", bridge)
+                forwarder = Forwarder((str(address), 443), ("127.0.0.1", port))
+                forwarder.start()
+                self.forwarders[bridge].append(forwarder)
 
     def network(self, node):
         ns, veth, subnet = node["netns"], node["veth"], ipaddress.ip_network(node["subnet_cidr"])
@@ -251,7 +255,9 @@ class LocalCloud:
         run(*inside, "route", "replace", node["vpc_cidr"], "dev", "eth0")
 
     def write_identity(self, root, node, public_key):
-        api = str(ipaddress.ip_network(node["vpc_cidr"])[2])
+        vpc = ipaddress.ip_network(node["vpc_cidr"])
+        api, registry = str(vpc[2]), str(vpc[3])
+        account = self.sts.get_caller_identity()["Account"]
         names = [f"{s}.{self.region}.amazonaws.com" for s in AWS_SERVICES] + [
             f"{s}.amazonaws.com" for s in AWS_SERVICES
         ]
@@ -262,6 +268,7 @@ class LocalCloud:
         (root / "etc/hosts").write_text(
             f"127.0.0.1 localhost\n{node['private_ip']} {hostname} {hostname.split('.')[0]}\n"
             + "".join(f"{api} {name}\n" for name in names)
+            + f"{registry} {account}.dkr.ecr.{self.region}.amazonaws.com\n"
         )
         (root / "etc/resolv.conf").write_text(f"nameserver {api}\n")
         (root / "etc/machine-id").write_text(node["instance_id"].split("-")[-1].ljust(32, "0")[:32] + "\n")
@@ -425,8 +432,7 @@ class LocalCloud:
         for mark in (STATE / "bridges").glob("hxb*"):
             if mark.name in in_use:
                 continue
-            forwarder = self.forwarders.pop(mark.name, None)
-            if forwarder:
+            for forwarder in self.forwarders.pop(mark.name, []):
                 forwarder.stop()
             run("ip", "link", "del", mark.name, check=False)
             mark.unlink()
@@ -451,10 +457,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("--ca-bundle", required=True)
+    parser.add_argument("--registry-port", type=int, required=True, help="ECR's data plane (localcloud/registry.sh)")
     parser.add_argument("--interval", type=float, default=2.0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    cloud = LocalCloud(args.endpoint, args.ca_bundle)
+    cloud = LocalCloud(args.endpoint, args.ca_bundle, args.registry_port)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

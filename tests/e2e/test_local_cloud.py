@@ -99,6 +99,8 @@ def host_leftovers(cloud, instance_ids):
         "node directories": [i for i in instance_ids if (cloud.state / "nodes" / i).exists()],
         "netns": [i for i in instance_ids if f"hx-{i[-8:]}" in netns],
         "nspawn or metadata servers": [i for i in instance_ids if i in processes],
+        # localcloud/node.sh makes <its own cgroup>/helix/<instance id> in every v1 controller.
+        "cgroups": sorted({str(p) for i in instance_ids for p in Path("/sys/fs/cgroup").glob(f"*/**/helix/{i}")}),
     }
 
 
