@@ -77,7 +77,7 @@ class Forwarder(threading.Thread):
     def run(self):
         while not self.stopped.is_set():
             try:
-                client, _ = self.server.accept()
+                client = self.server.accept()[0]
             except TimeoutError:
                 continue
             except OSError:
@@ -278,7 +278,7 @@ class LocalCloud:
         bundle = root / "etc/ssl/certs/ca-certificates.crt"
         bundle.write_text(bundle.read_text() + ca)
         run("ssh-keygen", "-A", "-f", str(root))
-        if subprocess.run(["chroot", str(root), "id", user], capture_output=True).returncode != 0:
+        if subprocess.run(["chroot", str(root), "id", user], capture_output=True, check=False).returncode != 0:
             run("chroot", str(root), "useradd", "--create-home", "--shell", "/bin/bash", user)
         (root / f"etc/sudoers.d/90-{user}").write_text(f"{user} ALL=(ALL) NOPASSWD:ALL\n")
         os.chmod(root / f"etc/sudoers.d/90-{user}", 0o440)
@@ -412,7 +412,7 @@ class LocalCloud:
         if pid_alive(pid_file):
             pid = int(pid_file.read_text())
             os.killpg(pid, signal.SIGTERM)
-            for _ in range(50):
+            for _attempt in range(50):
                 if not pid_alive(pid_file):
                     break
                 time.sleep(0.1)

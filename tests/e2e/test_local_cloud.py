@@ -115,7 +115,7 @@ def test_site_builds_the_cluster_on_booted_instances(local_cloud, cluster, tmp_p
 
 
 def test_second_run_changes_nothing(cluster):
-    run, _ = cluster
+    run = cluster[0]
     result = run("site.yml")
     assert result.returncode == 0, result.output[-4000:]
     assert result.changed == 0, result.recap
@@ -148,7 +148,7 @@ def test_scale_down_drains_then_terminates(local_cloud, cluster):
 
 
 def test_destroy_leaves_nothing(local_cloud, cluster):
-    run, _ = cluster
+    run = cluster[0]
     ids = [i["InstanceId"] for i in running_instances(local_cloud)]
     result = run("destroy.yml")
     assert result.returncode == 0, result.output[-4000:]
