@@ -1,0 +1,232 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: ecr_image
+short_description: Push a container image from a local archive to an ECR repository
+version_added: 0.1.0
+description:
+  - Pushes the image of an OCI image layout archive (a tar with C(oci-layout), C(index.json) and
+    C(blobs/sha256/<hex>), as C(demo_app/build_images.py) writes it) to an ECR repository under a tag,
+    with the Docker Registry HTTP API v2 over HTTPS. No container engine and no registry client program
+    are needed.
+  - The manifest's bytes are pushed as they are in the archive, so the image's digest in ECR is the
+    digest that the archive's C(index.json) names.
+  - Authenticates with an ECR authorization token (C(ecr:GetAuthorizationToken)). The token is never
+    returned or logged.
+  - When the tag already points to the archive's manifest, nothing is uploaded and nothing changes.
+    Otherwise only the blobs the repository lacks are uploaded, then the manifest is put under the tag.
+author:
+  - Helix platform engineering (@helix)
+options:
+  archive:
+    description:
+      - Path of the image archive on the host the module runs on.
+      - Its C(index.json) must name exactly one image, whose manifest has the media type
+        C(application/vnd.docker.distribution.manifest.v2+json) or C(application/vnd.oci.image.manifest.v1+json).
+    type: path
+    required: true
+  repository:
+    description:
+      - Name of the ECR repository, for example C(demo/api). It must exist; M(helix.kubeadm_aws.ecr_repositories)
+        makes it.
+    type: str
+    required: true
+  tag:
+    description: Tag to put the image under, for example C(0.1.0).
+    type: str
+    required: true
+  registry_url:
+    description:
+      - Base URL of the registry, when it is not the C(proxyEndpoint) of the authorization token; for example
+        C(https://127.0.0.1:5056) for a local registry that stands in for ECR.
+      - Its certificate is checked as the AWS endpoint's is, with O(aws_ca_bundle) when it is set and
+        not at all with O(validate_certs=false).
+    type: str
+extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
+  - helix.kubeadm_aws.aws
+notes:
+  - The caller needs C(ecr:GetAuthorizationToken) and C(ecr:DescribeRepositories), and on the repository
+    C(ecr:BatchGetImage), C(ecr:BatchCheckLayerAvailability), C(ecr:InitiateLayerUpload),
+    C(ecr:UploadLayerPart), C(ecr:CompleteLayerUpload) and C(ecr:PutImage).
+  - Each blob is uploaded in one request (POST, then a monolithic PUT), streamed from the archive.
+  - In a repository with immutable tags, pushing other content under an existing tag fails.
+attributes:
+  check_mode:
+    support: full
+    description: Reads the tag and which blobs the repository has, and uploads nothing.
+  diff_mode:
+    support: full
+    description: Shows the digest the tag pointed to before and points to after.
+"""
+
+EXAMPLES = r"""
+- name: Push the demo's api image
+  helix.kubeadm_aws.ecr_image:
+    archive: "{{ playbook_dir }}/../.cache/images/api.tar"
+    repository: demo/api
+    tag: "0.1.0"
+  register: pushed
+
+- name: Deploy by digest
+  ansible.builtin.debug:
+    msg: "image: {{ pushed.image }}"
+
+- name: Push to the local cloud's registry, which stands in for ECR
+  helix.kubeadm_aws.ecr_image:
+    archive: /tmp/images/ui.tar
+    repository: demo/ui
+    tag: "0.1.0"
+    registry_url: https://127.0.0.1:5056
+    endpoint_url: https://127.0.0.1:5055
+    aws_ca_bundle: .cache/moto/cert.pem
+"""
+
+RETURN = r"""
+digest:
+  description: Digest of the image's manifest, which the tag points to.
+  returned: success
+  type: str
+  sample: sha256:0b9f8b7d6a3f1e0c5d4b2a1908f7e6d5c4b3a29180f7e6d5c4b3a29180f7e6d5
+image:
+  description: The image by digest, with the ECR registry host of the authorization token.
+  returned: success
+  type: str
+  sample: "123456789012.dkr.ecr.us-east-1.amazonaws.com/demo/api@\
+    sha256:0b9f8b7d6a3f1e0c5d4b2a1908f7e6d5c4b3a29180f7e6d5c4b3a29180f7e6d5"
+tag:
+  description: The tag, as given.
+  returned: success
+  type: str
+  sample: "0.1.0"
+uploaded_blobs:
+  description:
+    - Number of blobs (config and layers) uploaded because the repository did not have them.
+    - In check mode, the number that would be uploaded.
+  returned: success
+  type: int
+  sample: 2
+"""
+
+import base64  # noqa: E402 - imports follow the documentation in Ansible modules
+import re  # noqa: E402
+
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import (  # noqa: E402
+    BotoCoreError,
+    ClientError,
+    HelixAWSModule,
+    error_code,
+)
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils.oci_registry import (  # noqa: E402
+    ArchiveError,
+    ImageArchive,
+    Registry,
+    RegistryError,
+)
+
+TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def missing_repository(aws, repository):
+    aws.fail_json(
+        msg=f"ecr_image: ECR repository {repository} does not exist in {aws.region}; the bootstrap layer makes it"
+    )
+
+
+def check_repository(aws, ecr, repository):
+    try:
+        ecr.describe_repositories(repositoryNames=[repository])
+    except (BotoCoreError, ClientError) as e:
+        if error_code(e) == "RepositoryNotFoundException":
+            missing_repository(aws, repository)
+        aws.fail_json_aws(e, msg=f"ecr_image: could not look up ECR repository {repository}")
+
+
+def get_credentials(aws, ecr):
+    """(registry host, user, password) of an ECR authorization token; the secrets hidden from every output."""
+    try:
+        data = ecr.get_authorization_token()["authorizationData"][0]
+    except (BotoCoreError, ClientError) as e:
+        aws.fail_json_aws(e, msg="ecr_image: could not get an ECR authorization token")
+    token = data["authorizationToken"]
+    user, password = base64.b64decode(token).decode().split(":", 1)
+    aws.no_log_values.update([token, password])
+    return data["proxyEndpoint"].split("://", 1)[-1].rstrip("/"), user, password
+
+
+def registry_for(aws, host, user, password):
+    """The registry at registry_url or the token's host, with the TLS checks of the AWS client."""
+    params = aws.params
+    ca_path = params["aws_ca_bundle"] if params["validate_certs"] else None
+    url = params["registry_url"] or f"https://{host}"
+    return Registry(url, user, password, validate_certs=params["validate_certs"], ca_path=ca_path)
+
+
+def push(registry, archive, repository, tag, check_mode):
+    """Upload the blobs the repository lacks, then put the manifest under the tag; (changed, before, uploaded)."""
+    before = registry.tag_digest(repository, tag)
+    if before == archive.digest:
+        return False, before, 0
+    missing = [digest for digest in archive.blobs if not registry.has_blob(repository, digest)]
+    if not check_mode:
+        for digest in missing:
+            with archive.open_blob(digest) as stream:
+                registry.upload_blob(repository, digest, archive.blobs[digest], stream)
+        stored = registry.put_manifest(repository, tag, archive.media_type, archive.manifest)
+        if stored and stored != archive.digest:
+            raise RegistryError(
+                f"PUT manifest {tag}", detail=f"the registry stored it as {stored}, not {archive.digest}"
+            )
+    return True, before, len(missing)
+
+
+def ensure_pushed(aws, archive, repository, tag):
+    ecr = aws.client("ecr")
+    check_repository(aws, ecr, repository)
+    host, user, password = get_credentials(aws, ecr)
+    registry = registry_for(aws, host, user, password)
+    try:
+        changed, before, uploaded = push(registry, archive, repository, tag, aws.check_mode)
+    except RegistryError as e:
+        if "NAME_UNKNOWN" in e.codes:
+            missing_repository(aws, repository)
+        aws.fail_json(msg=f"ecr_image: pushing {repository}:{tag} to {registry.url} failed: {e}")
+    return dict(
+        changed=changed,
+        digest=archive.digest,
+        image=f"{host}/{repository}@{archive.digest}",
+        tag=tag,
+        uploaded_blobs=uploaded,
+        diff=dict(before={"digest": before} if before else {}, after={"digest": archive.digest}),
+    )
+
+
+def main():
+    argument_spec = dict(
+        archive=dict(type="path", required=True),
+        repository=dict(type="str", required=True),
+        tag=dict(type="str", required=True),
+        registry_url=dict(type="str"),
+    )
+    aws = HelixAWSModule(argument_spec, supports_check_mode=True)
+    repository, tag = aws.params["repository"], aws.params["tag"]
+    if not TAG.fullmatch(tag):
+        aws.fail_json(msg=f"ecr_image: {tag!r} is not an image tag (letters, digits, _ . -; at most 128 characters)")
+    try:
+        archive = ImageArchive(aws.params["archive"])
+    except ArchiveError as e:
+        aws.fail_json(msg=f"ecr_image: {repository}:{tag}: {e}")
+    with archive:
+        result = ensure_pushed(aws, archive, repository, tag)
+    aws.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
