@@ -14,7 +14,9 @@
 # endpoint's administrator keys (.cache/moto/admin-MOTO_PORT.env) and kept in an htpasswd file as a
 # bcrypt hash. Deleting manifests and blobs is enabled. Everything it keeps - configuration, htpasswd,
 # images - is under .cache/localcloud/registry-PORT/, removed on stop; its pid and log are
-# .cache/localcloud/registry-PORT.pid and .log beside it.
+# .cache/localcloud/registry-PORT.pid and .log beside it. Beside it runs localcloud/ecr_sync.py (on
+# PORT+1000, loopback), which records every manifest pushed or deleted in the endpoint's ECR, so that
+# DescribeImages sees what the registry holds, as on AWS.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
@@ -29,6 +31,9 @@ state_dir=$ROOT/.cache/localcloud
 dir=$state_dir/registry-$port
 pid_file=$state_dir/registry-$port.pid
 log=$state_dir/registry-$port.log
+# localcloud/ecr_sync.py: records what is pushed to the registry in the endpoint's ECR.
+sync_port=$((port + 1000))
+sync_pid_file=$state_dir/ecr-sync-$port.pid
 cert=$ROOT/.cache/moto/cert.pem key=$ROOT/.cache/moto/key.pem
 admin_env=$ROOT/.cache/moto/admin-$moto_port.env
 url=https://127.0.0.1:$port
@@ -93,8 +98,20 @@ auth:
   htpasswd:
     realm: local ECR (helix local cloud)
     path: $dir/htpasswd
+notifications:
+  endpoints:
+    - name: ecr-sync
+      url: http://127.0.0.1:$sync_port/events
+      timeout: 5s
+      threshold: 3
+      backoff: 1s
+      ignoredmediatypes: [application/octet-stream]
 EOF
     umask "$umask_was"
+    # shellcheck disable=SC1090
+    (set -a && . "$admin_env" && AWS_CA_BUNDLE=$cert exec setsid "$ROOT/.venv/bin/python" "$HERE/ecr_sync.py" \
+        --listen "$sync_port" --registry "$url" --endpoint "https://127.0.0.1:$moto_port" >>"$log" 2>&1 </dev/null) &
+    echo $! >"$sync_pid_file"
     # No OpenTelemetry exporter: nothing listens for traces here.
     (OTEL_TRACES_EXPORTER=none exec setsid "$REGISTRY" serve "$dir/config.yml" >>"$log" 2>&1 </dev/null) &
     echo $! >"$pid_file"
@@ -121,6 +138,10 @@ stop() {
         echo "local ECR registry at $url stopped; its images are removed"
     fi
     rm -f "$pid_file"
+    if [[ -f "$sync_pid_file" ]]; then
+        kill -TERM "$(cat "$sync_pid_file")" 2>/dev/null || true
+        rm -f "$sync_pid_file"
+    fi
     rm -rf "$dir"
 }
 
