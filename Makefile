@@ -50,7 +50,8 @@ lint: setup
 sanity: setup
 	tools/sanity.sh
 
-unit: setup
+# The ecr_image tests push to the local cloud's registry (localcloud/bins.sh builds it, cached).
+unit: setup localcloud-bins
 	tools/pytest.sh tests/unit
 
 integration: setup

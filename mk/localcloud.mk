@@ -2,7 +2,7 @@
 # plane that boots its instances as nspawn nodes. Nodes need root on a Debian host.
 # Included by the main Makefile, which defines BIN, PY and MOTO_PORT.
 
-.PHONY: node-tools node-images localcloud-up localcloud-down test-e2e
+.PHONY: node-tools node-images localcloud-bins localcloud-up localcloud-down test-e2e
 
 # Host tools of the nodes: debootstrap (the rootfs), systemd-container (systemd-nspawn),
 # gcc and libc6-dev (flanneld is built with cgo), iproute2 (bridge, netns, veth), openssh-client.
@@ -19,6 +19,10 @@ node-tools:
 ## node-images: the nodes' rootfs, binaries and OCI image archives (cached by version; cold: ~30 min)
 node-images: setup node-tools
 	PY=$(CURDIR)/$(PY) tests/nodes/images.sh
+
+## localcloud-bins: the local cloud's own programs (metadata mock, registry, crane), from the Go module proxy (cached)
+localcloud-bins:
+	localcloud/bins.sh
 
 ## localcloud-up: start the local cloud on MOTO_PORT (nodes only where this machine can host them)
 localcloud-up: setup
