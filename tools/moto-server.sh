@@ -26,7 +26,7 @@ answering() { curl -fsS --cacert "$cert" -o /dev/null "$url/moto-api/" 2>/dev/nu
 sans() {
   local r out="IP:127.0.0.1,DNS:localhost,DNS:*.amazonaws.com,DNS:*.s3.amazonaws.com"
   for r in ${regions//,/ }; do
-    out+=",DNS:*.$r.amazonaws.com,DNS:*.s3.$r.amazonaws.com,DNS:*.dkr.ecr.$r.amazonaws.com"
+    out+=",DNS:*.$r.amazonaws.com,DNS:*.ecr.$r.amazonaws.com,DNS:*.s3.$r.amazonaws.com,DNS:*.dkr.ecr.$r.amazonaws.com"
   done
   echo "$out"
 }

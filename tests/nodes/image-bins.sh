@@ -3,7 +3,8 @@
 # proxy, cached under $HELIX_CACHE_DIR/nodes/bin/<name>-<version>:
 #   kube-proxy (same module and version flags as tests/kube/build.sh), pause (a tiny Go program:
 #   the real one is C, not a Go module), coredns, flannel, and the CNI plugins flannel delegates to
-#   (bridge, host-local, loopback, portmap from containernetworking/plugins).
+#   (bridge, host-local, loopback, portmap from containernetworking/plugins), and the kubelet's
+#   ecr-credential-provider (k8s.io/cloud-provider-aws).
 # Not built: flannel's own CNI plugin (github.com/flannel-io/cni-plugin is not served by the proxy).
 set -euo pipefail
 CACHE_DIR="${HELIX_CACHE_DIR:-$HOME/.cache/helix}"
@@ -11,6 +12,8 @@ K8S_VERSION="${HELIX_K8S_VERSION:-v1.34.4}"
 COREDNS_VERSION="${HELIX_COREDNS_VERSION:-v1.12.1}"
 FLANNEL_VERSION="${HELIX_FLANNEL_VERSION:-v0.27.4}"
 CNI_PLUGINS_VERSION="${HELIX_CNI_PLUGINS_VERSION:-v1.7.1}"
+# The kubelet's ECR credential provider, from the cloud-provider-aws release matching the Kubernetes minor.
+CLOUD_PROVIDER_AWS_VERSION="${HELIX_CLOUD_PROVIDER_AWS_VERSION:-v1.34.4}"
 BIN="$CACHE_DIR/nodes/bin"
 SRC="$CACHE_DIR/nodes/src"
 K8S_MOD="$CACHE_DIR/kubernetes/$K8S_VERSION/src/kubernetes"
@@ -75,6 +78,15 @@ GO
     (cd "$SRC/pause" && go build -trimpath -ldflags "-s -w" -o "$out" .)
 }
 
+# `go install` refuses the module (its go.mod has replace directives): build in a writable copy of it.
+ecr_credential_provider() {
+    local dir copy="$SRC/cloud-provider-aws-$CLOUD_PROVIDER_AWS_VERSION"
+    dir=$(GOFLAGS= go mod download -json "k8s.io/cloud-provider-aws@$CLOUD_PROVIDER_AWS_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+    rm -rf "$copy" && cp -r "$dir" "$copy" && chmod -R u+w "$copy"
+    (cd "$copy" && GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$out" ./cmd/ecr-credential-provider)
+    rm -rf "$copy"
+}
+
 go_install() {   # module@version; CGO_ENABLED from the environment (flannel needs cgo)
     local gobin="$SRC/gobin-$(basename "$out")"
     GOBIN="$gobin" GOFLAGS= go install -trimpath -ldflags "-s -w" "$1"
@@ -89,4 +101,5 @@ CGO_ENABLED=1 build flannel-$FLANNEL_VERSION go_install "github.com/flannel-io/f
 for p in main/bridge ipam/host-local main/loopback meta/portmap; do
     build "$(basename $p)-$CNI_PLUGINS_VERSION" go_install "github.com/containernetworking/plugins/plugins/$p@$CNI_PLUGINS_VERSION"
 done
+build ecr-credential-provider-$CLOUD_PROVIDER_AWS_VERSION ecr_credential_provider
 log "binaries in $BIN"
