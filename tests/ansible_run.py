@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# The tests' own endpoints have no data plane: their instances are records, so the layers that need
-# booted nodes are skipped unless a test says otherwise (tests/e2e boots them on the local cloud).
+# The tests' own endpoints have no data plane: their instances are records, so through the local
+# inventory the layers that need booted nodes are skipped unless a test says otherwise (tests/e2e boots
+# them on the local cloud). Through inventories/aws, as before the local cloud, nothing is skipped.
 RECORDS_ONLY_SKIP = ["cluster", "application"]
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
@@ -51,7 +52,8 @@ def run_playbook(playbook, endpoint_url, extra_vars=None, inventory="inventories
     )
     environment.update(env or {})
     command = [*prefix, str(Path(sys.executable).with_name("ansible-playbook")), playbook, "-i", inventory]
-    command += ["-e", json.dumps({"lifecycle_skip_layers": RECORDS_ONLY_SKIP, **(extra_vars or {})})]
+    skip = {"lifecycle_skip_layers": RECORDS_ONLY_SKIP} if inventory == "inventories/local" else {}
+    command += ["-e", json.dumps({**skip, **(extra_vars or {})})]
     command += list(args)
     done = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, check=False)
     return PlaybookRun(done.returncode, done.stdout + done.stderr)
