@@ -7,9 +7,16 @@ application layer waits for the demo images in the local cloud's ECR (issue #15)
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import importlib.util
+import io
 import ipaddress
+import os
 import re
 import subprocess
+import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -17,10 +24,23 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from tests.ansible_run import run_playbook
+from ansible_collections.helix.kubeadm_aws.plugins.modules import ecr_image
+from tests.ansible_run import ROOT, run_playbook
 from tests.integration.leftovers import leftovers, owned
+from tests.module_runner import run_module
 
 pytestmark = pytest.mark.slow
+
+
+def load_build_images():
+    spec = importlib.util.spec_from_file_location("build_images", ROOT / "demo_app" / "build_images.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+build_images = load_build_images()
 
 CLUSTER = "helix-e2e"
 VPC_CIDR = "10.43.0.0/16"
@@ -112,6 +132,60 @@ def test_site_builds_the_cluster_on_booted_instances(local_cloud, cluster, tmp_p
     assert result.returncode == 0, result.output[-6000:]
     assert_nodes_match_instances(local_cloud, kubeconfig, workers=2)
     assert foreign_connections(trace) == set()
+
+
+def test_pods_pull_from_ecr_without_a_pull_secret(local_cloud, cluster, capsys, tmp_path):
+    """The kubelet's ECR credential provider gets the token with the node's own instance profile (IAM enforced)."""
+    kubeconfig = cluster[1]
+    pushed = run_module(
+        capsys,
+        ecr_image,
+        {
+            "archive": str(pause_image(tmp_path / "pause.tar")),
+            "repository": f"{CLUSTER}/api",
+            "tag": "pull-test",
+            "registry_url": f"https://127.0.0.1:{local_cloud.port + 1}",
+            "endpoint_url": local_cloud.url,
+            "region": "us-east-1",
+            "access_key": local_cloud.env["AWS_ACCESS_KEY_ID"],
+            "secret_key": local_cloud.env["AWS_SECRET_ACCESS_KEY"],
+            "aws_ca_bundle": local_cloud.ca_bundle,
+        },
+    )
+    assert not pushed.get("failed"), pushed
+    api = k8s.CoreV1Api(k8s_config.new_client_from_config(str(kubeconfig)))
+    assert not [s for s in api.list_secret_for_all_namespaces().items if s.type == "kubernetes.io/dockerconfigjson"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "pull-test"},
+        "spec": {"containers": [{"name": "pause", "image": pushed["image"], "imagePullPolicy": "Always"}]},
+    }
+    api.create_namespaced_pod("default", pod)
+    wait_until(
+        lambda: api.read_namespaced_pod("pull-test", "default").status.phase == "Running", 120, "pulled and running"
+    )
+    api.delete_namespaced_pod("pull-test", "default", grace_period_seconds=0)
+
+
+def pause_image(path):
+    """A one-layer image of the nodes' pause binary, in demo_app/build_images.py's archive format."""
+    binary = Path(os.environ.get("HELIX_CACHE_DIR") or Path.home() / ".cache/helix") / "nodes/bin/pause"
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("pause")
+        info.size, info.mode, info.mtime = binary.stat().st_size, 0o755, 0
+        with binary.open("rb") as content:
+            tar.addfile(info, content)
+    layer = buffer.getvalue()
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Entrypoint": ["/pause"]},
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]},
+    }
+    build_images.write_archive(path, f"{CLUSTER}/pause:1", config, gzip.compress(layer, mtime=0))
+    return path
 
 
 def test_second_run_changes_nothing(cluster):
