@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import io
 import ipaddress
 import os
 import re
 import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
@@ -25,22 +23,12 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from ansible_collections.helix.kubeadm_aws.plugins.modules import ecr_image
-from tests.ansible_run import ROOT, run_playbook
+from tests.ansible_run import run_playbook
+from tests.demo_images import build_images
 from tests.integration.leftovers import leftovers, owned
 from tests.module_runner import run_module
 
 pytestmark = pytest.mark.slow
-
-
-def load_build_images():
-    spec = importlib.util.spec_from_file_location("build_images", ROOT / "demo_app" / "build_images.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-build_images = load_build_images()
 
 CLUSTER = "helix-e2e"
 VPC_CIDR = "10.43.0.0/16"

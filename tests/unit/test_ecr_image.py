@@ -17,13 +17,11 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
-import importlib.util
 import io
 import json
 import os
 import ssl
 import subprocess
-import sys
 import tarfile
 import time
 import urllib.error
@@ -36,23 +34,12 @@ import pytest
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.oci_registry import DOCKER_MANIFEST, upload_url
 from ansible_collections.helix.kubeadm_aws.plugins.modules import ecr_image
 from tests.aws_endpoint import REGION, certificate, free_port
-from tests.conftest import ROOT
+from tests.demo_images import build_images
 from tests.module_runner import run_module
 
 CACHE_DIR = Path(os.environ.get("HELIX_CACHE_DIR") or Path.home() / ".cache" / "helix")
 REGISTRY_BIN = CACHE_DIR / "localcloud" / "bin" / "registry"
 ECR_HOST = f"123456789012.dkr.ecr.{REGION}.amazonaws.com"  # moto's default account
-
-
-def load_build_images():
-    spec = importlib.util.spec_from_file_location("build_images", ROOT / "demo_app" / "build_images.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-build_images = load_build_images()
 
 
 def write_image(path, content, cmd=("/hello",)):
