@@ -109,7 +109,6 @@ class Forwarder(threading.Thread):
 
 class LocalCloud:
     def __init__(self, endpoint, ca_bundle, registry_port):
-        self.endpoint = endpoint
         self.registry_port = registry_port
         self.ca_bundle = Path(ca_bundle).resolve()
         self.endpoint_port = urlparse(endpoint).port or 443

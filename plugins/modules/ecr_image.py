@@ -115,8 +115,7 @@ uploaded_blobs:
   sample: 2
 """
 
-import base64  # noqa: E402 - imports follow the documentation in Ansible modules
-import re  # noqa: E402
+import re  # noqa: E402 - imports follow the documentation in Ansible modules
 
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import (  # noqa: E402
     BotoCoreError,
@@ -124,6 +123,7 @@ from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import (  # 
     HelixAWSModule,
     error_code,
 )
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils.ecr import authorization  # noqa: E402
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.oci_registry import (  # noqa: E402
     ArchiveError,
     ImageArchive,
@@ -152,13 +152,10 @@ def check_repository(aws, ecr, repository):
 def get_credentials(aws, ecr):
     """(registry host, user, password) of an ECR authorization token; the secrets hidden from every output."""
     try:
-        data = ecr.get_authorization_token()["authorizationData"][0]
+        data = authorization(aws, ecr)
     except (BotoCoreError, ClientError) as e:
         aws.fail_json_aws(e, msg="ecr_image: could not get an ECR authorization token")
-    token = data["authorizationToken"]
-    user, password = base64.b64decode(token).decode().split(":", 1)
-    aws.no_log_values.update([token, password])
-    return data["proxyEndpoint"].split("://", 1)[-1].rstrip("/"), user, password
+    return data["host"], data["user"], data["password"]
 
 
 def registry_for(aws, host, user, password):

@@ -136,6 +136,7 @@ from datetime import datetime, timedelta, timezone  # noqa: E402
 from ansible.module_utils.basic import missing_required_lib  # noqa: E402
 
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import BotoCoreError, ClientError, HelixAWSModule  # noqa: E402
+from ansible_collections.helix.kubeadm_aws.plugins.module_utils.ecr import authorization  # noqa: E402
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.k8s import (  # noqa: E402
     KUBERNETES_IMPORT_ERROR,
     ApiException,
@@ -169,18 +170,13 @@ def parse_time(text):
 
 def get_token(aws, registry_id):
     """The token, its registry host and its validity, with the token hidden from every output."""
-    kwargs = {"registryIds": [registry_id]} if registry_id else {}
-    data = aws.client("ecr").get_authorization_token(**kwargs)["authorizationData"][0]
-    token = data["authorizationToken"]
-    password = base64.b64decode(token).decode().partition(":")[2]
-    aws.no_log_values.update([token, password])
+    data = authorization(aws, aws.client("ecr"), registry_id)
     issued = datetime.now(timezone.utc).replace(microsecond=0)
-    expires = data["expiresAt"]
+    expires = data["expires"]
     if expires <= issued:
         aws.warn(f"ECR reported the token expiring at {format_time(expires)}, not in the future; assuming 12h")
         expires = issued + TOKEN_LIFETIME
-    host = data["proxyEndpoint"].split("://", 1)[-1].rstrip("/")
-    return {"token": token, "password": password, "host": host, "issued": issued, "expires": expires}
+    return {**data, "issued": issued, "expires": expires}
 
 
 def stored_hosts(secret):
