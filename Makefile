@@ -31,9 +31,13 @@ LOCAL_PLAYBOOK = eval "$$(localcloud/localcloud.sh env $(MOTO_PORT))" && \
 	skip=$$(localcloud/localcloud.sh can-host >/dev/null 2>&1 || echo '-e lifecycle_skip_layers=cluster,application') && \
 	$(BIN)/ansible-playbook -i inventories/local $$skip
 
+# Written by the application layer (the ui's URL); inventories/local names the cluster helix-demo.
+DEMO_URL_FILE = $${XDG_STATE_HOME:-$$HOME/.local/state}/helix/helix-demo/app-url
+
 ## demo: start the local cloud and run site.yml on it: every layer, from an empty account to the app
 demo: setup localcloud-up
 	$(LOCAL_PLAYBOOK) site.yml
+	@if [ -s $(DEMO_URL_FILE) ]; then $(PY) tools/app_round_trip.py --url-file $(DEMO_URL_FILE); fi
 
 ## demo-destroy: delete everything the demo made (the local cloud keeps running: make localcloud-down)
 demo-destroy: setup localcloud-up
