@@ -4,6 +4,7 @@
 # (localcloud/reconciler.py). docs/local-cloud.md, docs/local-cloud-registry.md.
 #
 #   localcloud/localcloud.sh up PORT      start them (the EC2 data plane only where this machine can host nodes)
+#                                         HELIX_ECR_TOKEN_TTL=SECONDS: ECR tokens' lifetime (default 43200, ECR's 12 h)
 #   localcloud/localcloud.sh down PORT    stop them; every node, namespace, bridge, cgroup and image goes
 #   localcloud/localcloud.sh env PORT     print the administrator's keys and the CA bundle as shell exports
 #   localcloud/localcloud.sh can-host     exit 0 if this machine can host nodes, else say why on stderr
@@ -17,6 +18,8 @@ cert=$ROOT/.cache/moto/cert.pem
 admin_env=$ROOT/.cache/moto/admin-$port.env
 ec2_env=$ROOT/.cache/moto/ec2-$port.env
 registry_port=$((port + 1))
+# The key the endpoint signs ECR tokens with and the registry's front checks them with (tests/moto_server.py).
+token_key=$state_dir/ecr-token-$port.key
 
 can_host() {
     local why=
@@ -35,7 +38,11 @@ running() { [[ -f "$pid_file" ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null; }
 
 up() {
     cd "$ROOT"
-    tools/moto-server.sh start "$port" --enforce-iam
+    mkdir -p "$state_dir"
+    [[ -s "$token_key" ]] || (umask 077 && head -c 32 /dev/urandom >"$token_key")
+    [[ -z "${HELIX_ECR_TOKEN_TTL:-}" || "$HELIX_ECR_TOKEN_TTL" =~ ^[1-9][0-9]*$ ]] || {
+        echo "HELIX_ECR_TOKEN_TTL must be a number of seconds, not '$HELIX_ECR_TOKEN_TTL'" >&2; exit 2; }
+    HELIX_ECR_TOKEN_KEY=$token_key tools/moto-server.sh start "$port" --enforce-iam
     # ECR's data plane listens on loopback only: it runs whether or not this machine can host nodes.
     if command -v go >/dev/null || [[ -x "${HELIX_CACHE_DIR:-$HOME/.cache/helix}/localcloud/bin/registry" ]]; then
         "$HERE/registry.sh" start "$registry_port" "$port"
@@ -71,6 +78,7 @@ down() {
     rm -f "$pid_file"
     "$HERE/registry.sh" stop "$registry_port"
     tools/moto-server.sh stop "$port"
+    rm -f "$token_key"
 }
 
 case $action in

@@ -17,14 +17,31 @@ on Amazon EC2 instances"); no IAM user may assume such a role. The local cloud's
 service principal in a trust policy, and only there. moto itself fails with a TypeError (HTTP 500) on a
 trust policy without an "AWS" principal; here such a statement simply does not match an IAM caller.
 
+And, given a token key, it issues ECR authorization tokens that expire. moto's GetAuthorizationToken
+answers one fixed password, `<account>-auth-token`, with expiresAt 2015-01-01; ECR issues a new token
+each time, valid for 12 hours (ECR User Guide, "Private registry authentication"). With
+HELIX_ECR_TOKEN_KEY naming a file of secret bytes, each token's password is
+`helix1.<base64url of {"account", "region", "issued", "expires"}>.<base64url of their HMAC-SHA256 under
+the key>` and expiresAt is `expires`: now + HELIX_ECR_TOKEN_TTL seconds (default 43200, ECR's 12 h).
+The local registry's front (localcloud/ecr_front.py) holds the same key and refuses a password it did
+not sign or whose time is up. Without the variable, moto's own fixed token stands.
+
     python tests/moto_server.py -H 127.0.0.1 -p PORT -c CERT -k KEY     (moto_server's arguments)
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
+import os
 import sys
+import time
+from datetime import datetime, timezone
 
+from moto.core.responses import ActionResult
+from moto.ecr.responses import ECRResponse
 from moto.iam import access_control
 from moto.server import main
 
@@ -75,6 +92,39 @@ def check_principal(self, principal):
     return _check_principal(self, principal)
 
 
+ECR_TOKEN_TTL = 12 * 3600  # seconds, as on ECR
+
+
+def ecr_password(key, claims):
+    """An ECR token password: the claims and their HMAC-SHA256 under `key` (localcloud/ecr_front.py checks it)."""
+    payload = base64.urlsafe_b64encode(json.dumps(claims, sort_keys=True).encode()).rstrip(b"=")
+    mac = base64.urlsafe_b64encode(hmac.new(key, payload, hashlib.sha256).digest()).rstrip(b"=")
+    return f"helix1.{payload.decode()}.{mac.decode()}"
+
+
+def get_authorization_token(self):
+    key_file = os.environ.get("HELIX_ECR_TOKEN_KEY")
+    if not key_file:
+        return _get_authorization_token(self)
+    with open(key_file, "rb") as key:
+        secret = key.read()
+    issued = time.time()
+    expires = int(issued) + int(os.environ.get("HELIX_ECR_TOKEN_TTL") or ECR_TOKEN_TTL)
+    auth_data = []
+    for registry_id in self._get_param("registryIds") or [self.current_account]:
+        claims = {"account": registry_id, "region": self.region, "issued": issued, "expires": expires}
+        auth_data.append(
+            {
+                "authorizationToken": base64.b64encode(f"AWS:{ecr_password(secret, claims)}".encode()).decode(),
+                "expiresAt": datetime.fromtimestamp(expires, timezone.utc),
+                "proxyEndpoint": f"https://{registry_id}.dkr.ecr.{self.region}.amazonaws.com",
+            }
+        )
+    return ActionResult({"authorizationData": auth_data})
+
+
+_get_authorization_token = ECRResponse.get_authorization_token
+ECRResponse.get_authorization_token = get_authorization_token
 access_control.IAMPolicyStatement.is_action_permitted = is_action_permitted
 access_control.IAMPolicyStatement._check_principal = check_principal
 access_control.IAMRequestBase._check_role_trust_relationship = check_role_trust_relationship
