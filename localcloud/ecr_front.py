@@ -81,9 +81,10 @@ def token_mac(key, payload):
 
 
 def check_password(key, password, now=None):
-    """The token's claims ({"account", "expires", ...}) if `password` is one the endpoint issued and unexpired, else None.
+    """The token's claims ({"account", "expires", ...}) if the endpoint issued `password` and it has not expired.
 
-    A password is "helix1.<base64url of the JSON claims>.<base64url of their HMAC-SHA256 under the token key>".
+    A password is "helix1.<base64url of the JSON claims>.<base64url of their HMAC-SHA256 under the token key>";
+    anything else, or a password whose "expires" (epoch seconds) has come, gives None.
     """
     version, _, rest = password.partition(".")
     encoded, _, mac = rest.partition(".")
@@ -301,7 +302,8 @@ class Handler(BaseHTTPRequestHandler):
             name, kind, reference = match["name"], match["kind"], match["rest"]
             repository = self.server.ecr.repository(name)
             if repository is None:
-                message = f"The repository with name '{name}' does not exist in the registry with id '{self.server.account}'"
+                registry_id = self.server.account
+                message = f"The repository with name '{name}' does not exist in the registry with id '{registry_id}'"
                 self.answer(404, "NAME_UNKNOWN", message)
             elif kind == "manifests" and self.command == "PUT":
                 self.put_manifest(repository, name, reference)
@@ -550,12 +552,18 @@ def main():
         wait_for_registry(registry, args.registry_port)
         authorization = "Basic " + base64.b64encode(f"front:{password}".encode()).decode()
         front = Front(
-            args.listen, tls, args.registry_port, authorization, ecr, args.token_key.read_bytes(),
-            Storage(args.dir / "data"), account,
+            args.listen,
+            tls,
+            args.registry_port,
+            authorization,
+            ecr,
+            args.token_key.read_bytes(),
+            Storage(args.dir / "data"),
+            account,
         )
         threading.Thread(target=front.sweep_forever, args=(args.sweep_interval,), daemon=True).start()
         threading.Thread(target=front.serve_forever, daemon=True).start()
-        log.info("serving https://127.0.0.1:%d/v2/ in front of the registry on 127.0.0.1:%d", args.listen, args.registry_port)
+        log.info("serving https://127.0.0.1:%d/v2/, the registry on 127.0.0.1:%d", args.listen, args.registry_port)
         registry.wait()
         raise SystemExit(f"the registry exited with {registry.returncode}")
     finally:

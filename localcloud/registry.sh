@@ -85,6 +85,11 @@ stop() {
         echo "local ECR registry at $url stopped; its images are removed"
     fi
     rm -f "$pid_file"
+    # A registry started before the front replaced localcloud/ecr_sync.py has that process beside it.
+    if [[ -f "$state_dir/ecr-sync-$port.pid" ]]; then
+        kill -TERM "$(cat "$state_dir/ecr-sync-$port.pid")" 2>/dev/null || true
+        rm -f "$state_dir/ecr-sync-$port.pid"
+    fi
     rm -rf "$dir"
 }
 

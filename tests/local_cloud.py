@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -20,17 +21,25 @@ def cannot_host():
 
 
 class LocalCloud:
-    """`with LocalCloud(port) as cloud:` starts an empty local cloud and removes it, nodes and all."""
+    """`with LocalCloud(port) as cloud:` starts an empty local cloud and removes it, nodes and all.
 
-    def __init__(self, port):
+    ecr_token_ttl: the lifetime in seconds of the ECR tokens its endpoint issues (HELIX_ECR_TOKEN_TTL of
+    localcloud.sh up; default ECR's 12 hours), for a test that waits for one to expire.
+    """
+
+    def __init__(self, port, ecr_token_ttl=None):
         self.port = port
+        self.ecr_token_ttl = ecr_token_ttl
         self.url = f"https://127.0.0.1:{port}"
         self.ca_bundle = str(ROOT / ".cache/moto/cert.pem")
         self.state = Path(f"/run/helix-localcloud/{port}")
         self.env = {}
 
     def __enter__(self):
-        subprocess.run([LOCALCLOUD, "up", str(self.port)], cwd=ROOT, check=True)
+        env = dict(os.environ)
+        if self.ecr_token_ttl is not None:
+            env["HELIX_ECR_TOKEN_TTL"] = str(int(self.ecr_token_ttl))
+        subprocess.run([LOCALCLOUD, "up", str(self.port)], cwd=ROOT, check=True, env=env)
         admin = (ROOT / f".cache/moto/admin-{self.port}.env").read_text().split()
         self.env = {**dict(line.split("=", 1) for line in admin), "AWS_CA_BUNDLE": self.ca_bundle}
         return self

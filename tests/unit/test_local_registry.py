@@ -139,7 +139,7 @@ class LocalEcr:
         location = headers["Location"]
         assert location.startswith(f"{self.url}/v2/{repository}/blobs/uploads/")  # the front's own URL
         separator = "&" if "?" in location else "?"
-        status, _, body = self.request("PUT", f"{location[len(self.url):]}{separator}digest={digest}", body=data)
+        status, _, body = self.request("PUT", f"{location[len(self.url) :]}{separator}digest={digest}", body=data)
         assert status == 201, body
         return digest
 
@@ -275,7 +275,8 @@ def test_the_endpoints_token_lives_its_ttl(local_ecr):
 def test_no_credentials_get_401_and_a_basic_challenge(local_ecr, repository, authorization):
     status, headers, body = local_ecr.request("GET", f"/v2/{repository}/tags/list", authorization=authorization)
     assert status == 401
-    assert headers["WWW-Authenticate"] == f'Basic realm="https://127.0.0.1:{local_ecr.port}/",service="ecr.amazonaws.com"'
+    challenge = f'Basic realm="https://127.0.0.1:{local_ecr.port}/",service="ecr.amazonaws.com"'
+    assert headers["WWW-Authenticate"] == challenge
     assert error(body)["code"] == "UNAUTHORIZED"
 
 
@@ -299,7 +300,8 @@ def claims(expires):
     ],
 )
 def test_a_forged_or_expired_token_gets_403_denied_as_ecr_answers(local_ecr, repository, authorization):
-    status, _, body = local_ecr.request("GET", f"/v2/{repository}/tags/list", authorization=authorization(local_ecr.key))
+    path = f"/v2/{repository}/tags/list"
+    status, _, body = local_ecr.request("GET", path, authorization=authorization(local_ecr.key))
     assert status == 403
     assert error(body) == {"code": "DENIED", "message": EXPIRED, "detail": None}
 
