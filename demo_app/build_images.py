@@ -1,10 +1,15 @@
 """Build the demo's three images (ui, api, db) from Debian bookworm packages, without a container engine.
 
     .venv/bin/python demo_app/build_images.py --out DIR --tag TAG [--tiers ui,api,db] [--repository-prefix P]
+        [--json]
 
 writes DIR/<tier>.tar for each tier and prints `<tier> <manifest digest>` on stdout (progress goes to
-stderr). Nothing is pulled from a container registry and no daemon runs: each image is one layer,
-assembled from
+stderr); with --json, one JSON object instead: {"<tier>": {"archive": PATH, "digest": DIGEST, "previous":
+the digest of the archive it replaced or null, "changed": digest != previous}} (what the application role
+reads to report a change only when an image's content changed). An archive whose inputs (this script, the
+packages, the wheels, the tier's files, the name) are those recorded in DIR/<tier>.tar.inputs is kept as
+it is, without building it again. Nothing is pulled from a container registry and no daemon runs: each
+image is one layer, assembled from
 
 - the Debian packages the tier needs: the dependency closure that `apt-cache depends --recurse` gives
   for a few root packages, minus EXCLUDED (maintainer-script machinery and wrappers that an image
@@ -48,6 +53,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -686,10 +692,43 @@ def write_archive(out, ref, config, compressed):
     return manifest_descriptor["digest"]
 
 
+def archive_digest(path):
+    """The manifest digest of an archive this script wrote earlier; None when there is none or it is unreadable."""
+    try:
+        with tarfile.open(path) as tar:
+            return json.load(tar.extractfile("index.json"))["manifests"][0]["digest"]
+    except (OSError, tarfile.TarError, KeyError, IndexError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def inputs_key(tier_name, packages, wheels, ref):
+    """A digest of everything an archive is made from: this script, the packages (by the index's SHA256),
+    the wheels, the tier's files under demo_app/ (with their executable bit), the name, and zlib's version."""
+    tier = TIERS[tier_name]
+    overlay = HERE / "debian" / tier_name
+    sources = [HERE / source for source in tier.files.values()]
+    sources += sorted(p for p in overlay.rglob("*") if p.is_file())
+    key = {
+        "script": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+        "tier": tier_name,
+        "ref": ref,
+        "zlib": zlib.ZLIB_RUNTIME_VERSION,
+        "packages": sorted(f"{p.name} {p.version} {p.sha256}" for p in packages),
+        "wheels": sorted(sha256_file(w) for w in wheels),
+        "files": [f"{s.relative_to(HERE)} {s.stat().st_mode & 0o111 != 0} {sha256_file(s)}" for s in sources],
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
 def build(tier_name, packages, wheels, out, ref):
-    """Write one tier's archive; its manifest digest."""
+    """Write one tier's archive, unless the one there was made from the same inputs; its manifest digest."""
     tier = TIERS[tier_name]
     start = time.monotonic()
+    key, key_file = inputs_key(tier_name, packages, wheels, ref), out.with_name(out.name + ".inputs")
+    previous = archive_digest(out)
+    if previous and key_file.is_file() and key_file.read_text().strip() == key:
+        log(f"{out}: {ref}, made from the same inputs ({key[:12]}): kept")
+        return previous
     tree = image_tree(tier_name, packages, wheels)
     raw = layer(tree)
     compressed = gzip.compress(raw, compresslevel=6, mtime=0)
@@ -709,6 +748,7 @@ def build(tier_name, packages, wheels, out, ref):
         ],
     }
     digest = write_archive(out, ref, config, compressed)
+    key_file.write_text(key + "\n")
     log(
         f"{out}: {ref}, {len(packages)} packages, {len(tree)} entries, {len(raw) / 1e6:.1f} MB "
         f"({len(compressed) / 1e6:.1f} MB gzipped) in {time.monotonic() - start:.1f} s"
@@ -725,6 +765,9 @@ def main():
         "--repository-prefix",
         default="helix-demo",
         help="name images PREFIX/<tier>:TAG (what ctr import names them); e.g. <registry>/<cluster_name>",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object: each tier's archive, digest and previous digest"
     )
     args = parser.parse_args()
     tiers = [t for t in args.tiers.split(",") if t]
@@ -745,10 +788,17 @@ def main():
     log(f"{len(records)} packages resolved and cached in {time.monotonic() - start:.1f} s")
 
     args.out.mkdir(parents=True, exist_ok=True)
+    built = {}
     for tier in tiers:
         ref = f"{args.repository_prefix}/{tier}:{args.tag}"
-        digest = build(tier, [records[n] for n in closures[tier]], wheels[tier], args.out / f"{tier}.tar", ref)
-        print(f"{tier} {digest}", flush=True)
+        out = args.out / f"{tier}.tar"
+        previous = archive_digest(out)
+        digest = build(tier, [records[n] for n in closures[tier]], wheels[tier], out, ref)
+        built[tier] = {"archive": str(out), "digest": digest, "previous": previous, "changed": digest != previous}
+        if not args.json:
+            print(f"{tier} {digest}", flush=True)
+    if args.json:
+        print(json.dumps(built, indent=1, sort_keys=True), flush=True)
     log(f"done in {time.monotonic() - start:.1f} s")
 
 

@@ -1,13 +1,20 @@
 """playbooks/application.yml against a real kube-apiserver (kwok nodes) and the local AWS endpoint.
 
 The tests of this module form one story and run in file order on one namespace: create, re-run,
-upgrade and roll back, bad input, no kubeconfig, delete. Needs the fixtures of
-tests/kube/fixtures.py (``pytest_plugins`` in tests/conftest.py).
+upgrade and roll back, a tag pushed again, a tag missing from ECR, bad input, no kubeconfig, delete.
+Needs the fixtures of tests/kube/fixtures.py (``pytest_plugins`` in tests/conftest.py).
+
+kwok pulls nothing and runs nothing, so the layer runs with a prebuilt set of images: the test puts
+each tag's images into the endpoint's ECR itself (PutImage, as the registry's push does on AWS), and
+the playbook skips the build, the push (tested against a real registry in tests/unit/test_ecr_image.py
+and on the local cloud) and the ui check. What it still does: DescribeImages for each tag, and the
+manifests name every image by the digest ECR has for it.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 import uuid
@@ -22,6 +29,31 @@ CLUSTER = "helix-apptest"
 REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"  # moto's default account, via preflight
 FIRST_TAG, SECOND_TAG = "1.0.0", "1.1.0"
 WORKLOADS = [("Deployment", "ui"), ("Deployment", "api"), ("StatefulSet", "db")]
+TIERS = ("ui", "api", "db")
+MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def put_image(ecr, repository, tag, content):
+    """An image under the tag in the endpoint's ECR; its digest (the manifest's, as a registry computes it)."""
+    blob = "sha256:" + hashlib.sha256(content.encode()).hexdigest()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_TYPE,
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2, "digest": blob},
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 2, "digest": blob}],
+        },
+        separators=(",", ":"),
+    )
+    digest = "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
+    ecr.put_image(
+        repositoryName=repository,
+        imageManifest=manifest,
+        imageManifestMediaType=MEDIA_TYPE,
+        imageTag=tag,
+        imageDigest=digest,
+    )
+    return digest
 
 
 class App:
@@ -34,6 +66,14 @@ class App:
         self.kubeconfig = control_plane.kubeconfig
         self.namespace = f"app-{uuid.uuid4().hex[:8]}"
         self.kube = DynamicClient(api_client)
+        # The bootstrap layer's repositories, with each tag's images: {tag: {tier: digest}}.
+        ecr = aws.client("ecr")
+        for tier in TIERS:
+            ecr.create_repository(repositoryName=f"{CLUSTER}/{tier}")
+        self.digests = {
+            tag: {tier: put_image(ecr, f"{CLUSTER}/{tier}", tag, f"{tier} {tag}") for tier in TIERS}
+            for tag in (FIRST_TAG, SECOND_TAG)
+        }
 
     def playbook(self, **extra_vars):
         extra = {
@@ -42,6 +82,10 @@ class App:
             "application_namespace": self.namespace,
             # The local inventory skips the layers it cannot host; this cluster is the test's own.
             "lifecycle_skip_layers": [],
+            # The images are in ECR already (above); kwok runs no ui to check.
+            "application_build_images": False,
+            "application_push_images": False,
+            "application_ui_check": False,
         }
         extra.update(extra_vars)
         return run_playbook("playbooks/application.yml", self.aws.url, extra_vars=extra)
@@ -65,6 +109,15 @@ class App:
             {name: ("done", tag) for _kind, name in WORKLOADS},
         )
 
+    def images(self):
+        return {
+            name: self.workload(kind, name)["spec"]["template"]["spec"]["containers"][0]["image"]
+            for kind, name in WORKLOADS
+        }
+
+    def expected_images(self, tag):
+        return {tier: f"{REGISTRY}/{CLUSTER}/{tier}@{digest}" for tier, digest in self.digests[tag].items()}
+
 
 def eventually(read, expected, timeout=90):
     """What read() returns once it equals expected, or when timeout seconds have passed."""
@@ -83,7 +136,6 @@ def flat(output):
 
 def rollout_state(workload):
     spec, status = workload["spec"], workload.get("status", {})
-    image = spec["template"]["spec"]["containers"][0]["image"]
     done = (
         status.get("observedGeneration") == workload["metadata"]["generation"]
         and status.get("replicas") == spec["replicas"]
@@ -91,7 +143,7 @@ def rollout_state(workload):
         and status.get("readyReplicas") == spec["replicas"]
         and status.get("currentRevision", "") == status.get("updateRevision", "")
     )
-    return ("done" if done else "rolling", image.rpartition(":")[2])
+    return ("done" if done else "rolling", spec["template"]["metadata"]["labels"]["app.kubernetes.io/version"])
 
 
 @pytest.fixture(scope="module")
@@ -110,13 +162,12 @@ def test_create_deploys_the_app_and_waits_for_its_rollouts(app):
     # The Deployment starts with one replica; the autoscaler's controller raises it to the minimum.
     assert eventually(lambda: app.workload("Deployment", "api")["spec"]["replicas"], 2) == 2
     assert app.wait_rolled_out(FIRST_TAG) == {name: ("done", FIRST_TAG) for _kind, name in WORKLOADS}
-    for kind, name in WORKLOADS:
-        image = app.workload(kind, name)["spec"]["template"]["spec"]["containers"][0]["image"]
-        assert image == f"{REGISTRY}/{CLUSTER}/{name}:{FIRST_TAG}"
+    assert app.images() == app.expected_images(FIRST_TAG)  # by digest, the tag in the version label
 
-    pull_secret = app.get("Secret", "ecr-pull-secret")
-    assert pull_secret["type"] == "kubernetes.io/dockerconfigjson"
-    assert REGISTRY in json.loads(base64.b64decode(pull_secret["data"][".dockerconfigjson"]))["auths"]
+    # Nodes pull with the kubelet's credential provider: no pull secret unless it is asked for.
+    assert app.get("Secret", "ecr-pull-secret") is None
+    for kind, name in WORKLOADS:
+        assert "imagePullSecrets" not in app.workload(kind, name)["spec"]["template"]["spec"]
 
     ui, api, db = (app.get("Service", name) for name in ("ui", "api", "db"))
     assert ui["spec"]["type"] == "NodePort" and 30000 <= ui["spec"]["ports"][0]["nodePort"] <= 32767
@@ -144,6 +195,7 @@ def test_a_new_tag_rolls_out_and_the_previous_tag_rolls_back(app):
     assert upgrade.returncode == 0, upgrade.output
     assert upgrade.changed > 0
     assert app.wait_rolled_out(SECOND_TAG) == {name: ("done", SECOND_TAG) for _kind, name in WORKLOADS}
+    assert app.images() == app.expected_images(SECOND_TAG)
 
     rollback = app.playbook(application_image_tag=FIRST_TAG)
     assert rollback.returncode == 0, rollback.output
@@ -151,6 +203,48 @@ def test_a_new_tag_rolls_out_and_the_previous_tag_rolls_back(app):
     # The rollback is a third rollout that brings back the first ReplicaSet, not a new one.
     api = app.workload("Deployment", "api")
     assert api["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+    assert app.images() == app.expected_images(FIRST_TAG)
+
+
+def test_a_tag_pushed_again_rolls_out_its_new_image(app):
+    ecr = app.aws.client("ecr")
+    app.digests[FIRST_TAG]["api"] = put_image(ecr, f"{CLUSTER}/api", FIRST_TAG, "api, rebuilt")
+
+    run = app.playbook(application_image_tag=FIRST_TAG)
+
+    assert run.returncode == 0, run.output
+    assert run.changed > 0
+    assert app.wait_rolled_out(FIRST_TAG) == {name: ("done", FIRST_TAG) for _kind, name in WORKLOADS}
+    assert app.images() == app.expected_images(FIRST_TAG)
+
+
+def test_the_pull_secret_is_opt_in_and_goes_when_turned_off(app):
+    run = app.playbook(application_image_tag=FIRST_TAG, application_pull_secret_enabled=True)
+    assert run.returncode == 0, run.output
+    pull_secret = app.get("Secret", "ecr-pull-secret")
+    assert pull_secret["type"] == "kubernetes.io/dockerconfigjson"
+    assert REGISTRY in json.loads(base64.b64decode(pull_secret["data"][".dockerconfigjson"]))["auths"]
+    for kind, name in WORKLOADS:
+        assert app.workload(kind, name)["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "ecr-pull-secret"}]
+
+    off = app.playbook(application_image_tag=FIRST_TAG)
+    assert off.returncode == 0, off.output
+    assert app.get("Secret", "ecr-pull-secret") is None
+    for kind, name in WORKLOADS:
+        assert "imagePullSecrets" not in app.workload(kind, name)["spec"]["template"]["spec"]
+
+
+def test_a_tag_missing_from_ecr_fails_naming_each_image_and_deploys_nothing(app):
+    images = app.images()
+
+    run = app.playbook(application_image_tag="9.9.9")
+
+    assert run.returncode != 0
+    assert run.changed == 0
+    assert f"Not in ECR: {CLUSTER}/ui:9.9.9, {CLUSTER}/api:9.9.9, {CLUSTER}/db:9.9.9. Nothing was deployed." in flat(
+        run.output
+    )
+    assert app.images() == images
 
 
 def test_bad_input_fails_with_a_message_naming_each_variable(app):

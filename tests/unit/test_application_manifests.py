@@ -23,6 +23,8 @@ PREFLIGHT_FACTS = {
     "aws_region": "us-east-1",
     "lifecycle_action": "create",
 }
+# What tasks/images.yml finds in ECR for the tag (DescribeImages), which the manifests name.
+DIGESTS = {tier: "sha256:" + (str(n) * 64) for n, tier in enumerate(("ui", "api", "db"), start=1)}
 TEMPLATES = sorted(path.name for path in (ROLE / "templates").glob("*.yml.j2"))
 
 
@@ -33,6 +35,7 @@ def render(template, **overrides):
     variables.update(loader.load_from_file(str(ROLE / "defaults/main.yml"), trusted_as_template=True))
     variables.update(loader.load_from_file(str(ROLE / "vars/main.yml"), trusted_as_template=True))
     variables["application_db_password"] = "not-a-real-password"  # set by the task that renders db-secret
+    variables["application_image_digests"] = DIGESTS  # a fact of tasks/images.yml
     variables.update(overrides)
     templar = Templar(loader=loader, variables=variables)
     text = templar.template(trust_as_template((ROLE / "templates" / template).read_text()))
@@ -55,6 +58,7 @@ def test_the_role_has_the_templates_its_tasks_apply():
             {"application_ui_node_port": 30080, "application_db_storage_class": "gp3", "application_ui_replicas": 0},
             id="node-port-storage-class-no-ui",
         ),
+        pytest.param({"application_pull_secret_enabled": True}, id="pull-secret"),
     ],
 )
 def test_every_manifest_is_valid_for_the_pinned_kubernetes_version(overrides):
@@ -75,13 +79,27 @@ def test_every_manifest_is_valid_for_the_pinned_kubernetes_version(overrides):
         kubernetes_validate.validate(obj, KUBERNETES_SCHEMA, strict=True)
 
 
-def test_images_come_from_the_clusters_ecr_repositories_with_the_tag():
+def workloads(**overrides):
+    """{tier: its Deployment or StatefulSet}."""
+    return {
+        name: next(obj for obj in render(template, **overrides) if obj["kind"] in ("Deployment", "StatefulSet"))
+        for template, name in [("ui.yml.j2", "ui"), ("api.yml.j2", "api"), ("db.yml.j2", "db")]
+    }
+
+
+def test_images_come_from_the_clusters_ecr_repositories_by_digest_with_the_tag_as_a_label():
     registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
-    for template, name in [("ui.yml.j2", "ui"), ("api.yml.j2", "api"), ("db.yml.j2", "db")]:
-        workload = next(obj for obj in render(template, application_image_tag="2.0.1") if obj["kind"] != "Service")
-        pod = workload["spec"]["template"]["spec"]
-        assert pod["containers"][0]["image"] == f"{registry}/helix-demo/{name}:2.0.1"
-        assert pod["imagePullSecrets"] == [{"name": "ecr-pull-secret"}]
+    for name, workload in workloads(application_image_tag="2.0.1").items():
+        pod = workload["spec"]["template"]
+        assert pod["spec"]["containers"][0]["image"] == f"{registry}/helix-demo/{name}@{DIGESTS[name]}"
+        assert pod["metadata"]["labels"]["app.kubernetes.io/version"] == "2.0.1"
+
+
+def test_pods_pull_with_the_kubelets_credential_provider_unless_the_pull_secret_is_on():
+    for workload in workloads().values():
+        assert "imagePullSecrets" not in workload["spec"]["template"]["spec"]
+    for workload in workloads(application_pull_secret_enabled=True, application_pull_secret_name="pull").values():
+        assert workload["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "pull"}]
 
 
 def test_the_api_replicas_belong_to_the_autoscaler():
