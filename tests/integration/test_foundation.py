@@ -116,6 +116,7 @@ def test_security_groups_open_only_what_is_needed(aws):
         ("tcp", 6443, 6443, worker_id),
         ("tcp", 2379, 2380, cp_id),
         ("tcp", 10250, 10250, cp_id),
+        ("tcp", 10250, 10250, worker_id),
         ("tcp", 10257, 10257, cp_id),
         ("tcp", 10259, 10259, cp_id),
         ("udp", 8472, 8472, cp_id),
@@ -123,6 +124,7 @@ def test_security_groups_open_only_what_is_needed(aws):
     }
     assert permissions(worker) == {
         ("tcp", 10250, 10250, cp_id),
+        ("tcp", 10250, 10250, worker_id),
         ("tcp", 30000, 32767, "127.0.0.0/8"),
         ("udp", 8472, 8472, cp_id),
         ("udp", 8472, 8472, worker_id),

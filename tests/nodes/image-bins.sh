@@ -3,8 +3,9 @@
 # proxy, cached under $HELIX_CACHE_DIR/nodes/bin/<name>-<version>:
 #   kube-proxy (same module and version flags as tests/kube/build.sh), pause (a tiny Go program:
 #   the real one is C, not a Go module), coredns, flannel, and the CNI plugins flannel delegates to
-#   (bridge, host-local, loopback, portmap from containernetworking/plugins), and the kubelet's
-#   ecr-credential-provider (k8s.io/cloud-provider-aws).
+#   (bridge, host-local, loopback, portmap from containernetworking/plugins), the kubelet's
+#   ecr-credential-provider (k8s.io/cloud-provider-aws), and the cluster addons of the local cloud:
+#   metrics-server (sigs.k8s.io/metrics-server) and rancher's local-path-provisioner.
 # Not built: flannel's own CNI plugin (github.com/flannel-io/cni-plugin is not served by the proxy).
 set -euo pipefail
 CACHE_DIR="${HELIX_CACHE_DIR:-$HOME/.cache/helix}"
@@ -14,6 +15,9 @@ FLANNEL_VERSION="${HELIX_FLANNEL_VERSION:-v0.27.4}"
 CNI_PLUGINS_VERSION="${HELIX_CNI_PLUGINS_VERSION:-v1.7.1}"
 # The kubelet's ECR credential provider, from the cloud-provider-aws release matching the Kubernetes minor.
 CLOUD_PROVIDER_AWS_VERSION="${HELIX_CLOUD_PROVIDER_AWS_VERSION:-v1.34.4}"
+# The addons (roles/cluster_addons): the releases its manifests name.
+METRICS_SERVER_VERSION="${HELIX_METRICS_SERVER_VERSION:-v0.8.0}"
+LOCAL_PATH_VERSION="${HELIX_LOCAL_PATH_VERSION:-v0.0.30}"
 BIN="$CACHE_DIR/nodes/bin"
 SRC="$CACHE_DIR/nodes/src"
 K8S_MOD="$CACHE_DIR/kubernetes/$K8S_VERSION/src/kubernetes"
@@ -87,9 +91,9 @@ ecr_credential_provider() {
     rm -rf "$copy"
 }
 
-go_install() {   # module@version; CGO_ENABLED from the environment (flannel needs cgo)
+go_install() {   # module@version [extra -ldflags]; CGO_ENABLED from the environment (flannel needs cgo)
     local gobin="$SRC/gobin-$(basename "$out")"
-    GOBIN="$gobin" GOFLAGS= go install -trimpath -ldflags "-s -w" "$1"
+    GOBIN="$gobin" GOFLAGS= go install -trimpath -ldflags "-s -w ${2:-}" "$1"
     mv "$gobin/$(basename "${1%@*}")" "$out"
 }
 
@@ -102,4 +106,9 @@ for p in main/bridge ipam/host-local main/loopback meta/portmap; do
     build "$(basename $p)-$CNI_PLUGINS_VERSION" go_install "github.com/containernetworking/plugins/plugins/$p@$CNI_PLUGINS_VERSION"
 done
 build ecr-credential-provider-$CLOUD_PROVIDER_AWS_VERSION ecr_credential_provider
+# The version flags of each project's own build (metrics-server's Makefile, local-path's scripts/build).
+build metrics-server-$METRICS_SERVER_VERSION go_install "sigs.k8s.io/metrics-server/cmd/metrics-server@$METRICS_SERVER_VERSION" \
+    "-X k8s.io/client-go/pkg/version.gitVersion=$METRICS_SERVER_VERSION"
+build local-path-provisioner-$LOCAL_PATH_VERSION go_install "github.com/rancher/local-path-provisioner@$LOCAL_PATH_VERSION" \
+    "-X main.VERSION=$LOCAL_PATH_VERSION"
 log "binaries in $BIN"

@@ -2,7 +2,7 @@
 # Everything the test nodes install instead of packages and registry images, cached under
 # $HELIX_CACHE_DIR: Kubernetes binaries (tests/kube/build.sh), the other image binaries
 # (tests/nodes/image-bins.sh), and OCI image archives assembled from them (tests/nodes/oci_image.py)
-# under the names kubeadm v1.34 and the flannel manifest ask for. One stand-in: flannel's CNI plugin
+# under the names kubeadm v1.34, the flannel manifest and the cluster addons ask for. One stand-in: flannel's CNI plugin
 # is not served by the Go module proxy, so the `flannel-cni-plugin` image carries
 # tests/nodes/flannel-cni.py under its own name (FLANNEL_CNI_IMAGE, set in molecule/cluster).
 set -euo pipefail
@@ -13,6 +13,8 @@ K8S_VERSION="${HELIX_K8S_VERSION:-v1.34.4}"
 FLANNEL_VERSION="${HELIX_FLANNEL_VERSION:-v0.27.4}"
 COREDNS_VERSION="${HELIX_COREDNS_VERSION:-v1.12.1}"
 CNI_PLUGINS_VERSION="${HELIX_CNI_PLUGINS_VERSION:-v1.7.1}"
+METRICS_SERVER_VERSION="${HELIX_METRICS_SERVER_VERSION:-v0.8.0}"
+LOCAL_PATH_VERSION="${HELIX_LOCAL_PATH_VERSION:-v0.0.30}"
 PY="${PY:-$ROOT/.venv/bin/python}"
 KBIN="$CACHE_DIR/kubernetes/$K8S_VERSION/bin"
 NBIN="$CACHE_DIR/nodes/bin"
@@ -64,4 +66,15 @@ flannel_cni=$(mktemp -d)/flannel
 { echo '#!/usr/bin/python3'; cat "$HERE/flannel-cni.py"; } >"$flannel_cni"
 image flannel-cni-plugin --ref "$FLANNEL_CNI_IMAGE" \
     --file "$flannel_cni:/flannel:0755" --from-rootfs "$ROOTFS" --with-libs /usr/bin/cp
+# The cluster addons of the local cloud (roles/cluster_addons, inventories/local): metrics-server and
+# rancher's local-path-provisioner under the refs of their manifests, and the helper image the
+# provisioner runs to make and remove volume directories (/bin/sh with mkdir and rm, from the rootfs;
+# named as what it is, not as busybox).
+image metrics-server --ref "registry.k8s.io/metrics-server/metrics-server:$METRICS_SERVER_VERSION" \
+    --file "$NBIN/metrics-server-$METRICS_SERVER_VERSION:/metrics-server" --entrypoint /metrics-server --dir /tmp
+image local-path-provisioner --ref "docker.io/rancher/local-path-provisioner:$LOCAL_PATH_VERSION" \
+    --file "$NBIN/local-path-provisioner-$LOCAL_PATH_VERSION:/usr/bin/local-path-provisioner" --dir /tmp
+image local-path-helper --ref helix.local/local-path-helper:bookworm --from-rootfs "$ROOTFS" \
+    --with-libs /usr/bin/dash --with-libs /usr/bin/mkdir --with-libs /usr/bin/rm \
+    --symlink /usr/bin/sh:dash --symlink /bin:usr/bin --dir /tmp
 echo "$OUT"
