@@ -86,10 +86,10 @@ def check_password(key, password, now=None):
     A password is "helix1.<base64url of the JSON claims>.<base64url of their HMAC-SHA256 under the token key>";
     anything else, or a password whose "expires" (epoch seconds) has come, gives None.
     """
-    version, _, rest = password.partition(".")
-    encoded, _, mac = rest.partition(".")
-    if version != TOKEN_VERSION or not encoded or not mac:
+    parts = password.split(".")
+    if len(parts) != 3 or parts[0] != TOKEN_VERSION or not parts[1] or not parts[2]:
         return None
+    encoded, mac = parts[1:]
     payload = encoded.encode()
     if not hmac.compare_digest(token_mac(key, payload), mac):
         return None
@@ -103,14 +103,14 @@ def check_password(key, password, now=None):
 
 def basic_credentials(header):
     """(user, password) of a Basic Authorization header, or None."""
-    scheme, _, value = (header or "").partition(" ")
+    scheme, value = ((header or "").split(" ", 1) + [""])[:2]
     if scheme.lower() != "basic":
         return None
     try:
-        user, colon, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
         return None
-    return (user, password) if colon else None
+    return tuple(decoded.split(":", 1)) if ":" in decoded else None
 
 
 # --- the registry's storage (filesystem driver) ---
@@ -131,7 +131,7 @@ class Storage:
         if not self.repositories_dir.is_dir():
             return set()
         names = set()
-        for path, dirs, _ in os.walk(self.repositories_dir):
+        for path, dirs, _files in os.walk(self.repositories_dir):
             if any(part in dirs for part in self.REPOSITORY_PARTS):
                 names.add(str(Path(path).relative_to(self.repositories_dir)))
         return names
@@ -148,7 +148,7 @@ class Storage:
         """Every digest a repository links to: its layers, its manifests' revisions, its tags."""
         linked = set()
         if self.repositories_dir.is_dir():
-            for path, _, files in os.walk(self.repositories_dir):
+            for path, _dirs, files in os.walk(self.repositories_dir):
                 if "link" in files:
                     linked.add((Path(path) / "link").read_text().strip())
         return linked

@@ -28,6 +28,7 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -43,6 +44,18 @@ REGISTRY_BIN = CACHE_DIR / "localcloud" / "bin" / "registry"
 TOKEN_TTL = 4  # seconds: short enough to wait for one to expire
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 EXPIRED = "Your authorization token has expired. Reauthenticate and try again."
+
+
+class Response(NamedTuple):
+    status: int | None
+    headers: http.client.HTTPMessage | None
+    body: bytes | None
+
+
+class Pushed(NamedTuple):
+    digest: str
+    manifest: bytes
+    layer: str
 
 
 def load_front():
@@ -111,7 +124,7 @@ class LocalEcr:
         return "Basic " + data["authorizationToken"], data["expiresAt"]
 
     def request(self, method, path, body=None, headers=None, authorization="token"):
-        """(status, headers, body) of one request to the front, on a connection of its own."""
+        """The Response to one request to the front, on a connection of its own (status None: no answer)."""
         headers = dict(headers or {})
         if authorization == "token":
             if self._token is None or self._token[1].timestamp() - time.time() < TOKEN_TTL / 2:
@@ -125,26 +138,26 @@ class LocalEcr:
         try:
             connection.request(method, path, body=body, headers=headers)
             response = connection.getresponse()
-            return response.status, response.headers, response.read()
+            return Response(response.status, response.headers, response.read())
         except OSError:
-            return None, None, None
+            return Response(None, None, None)
         finally:
             connection.close()
 
     def push_blob(self, repository, data):
         """A monolithic upload (POST, then PUT with the digest); the blob's digest."""
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        status, headers, _ = self.request("POST", f"/v2/{repository}/blobs/uploads/")
-        assert status == 202, status
-        location = headers["Location"]
+        started = self.request("POST", f"/v2/{repository}/blobs/uploads/")
+        assert started.status == 202, started
+        location = started.headers["Location"]
         assert location.startswith(f"{self.url}/v2/{repository}/blobs/uploads/")  # the front's own URL
         separator = "&" if "?" in location else "?"
-        status, _, body = self.request("PUT", f"{location[len(self.url) :]}{separator}digest={digest}", body=data)
-        assert status == 201, body
+        done = self.request("PUT", f"{location[len(self.url) :]}{separator}digest={digest}", body=data)
+        assert done.status == 201, done.body
         return digest
 
     def push_image(self, repository, tag, content):
-        """A one-layer image; (manifest digest, manifest bytes, layer digest)."""
+        """A one-layer image: its Pushed (manifest digest, manifest bytes, layer digest)."""
         layer = self.push_blob(repository, gzip.compress(content, mtime=0))
         config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers"}}).encode()
         manifest = json.dumps(
@@ -165,9 +178,9 @@ class LocalEcr:
                 ],
             }
         ).encode()
-        status, headers, body = self.put_manifest(repository, tag, manifest)
-        assert status == 201, body
-        return headers["Docker-Content-Digest"], manifest, layer
+        pushed = self.put_manifest(repository, tag, manifest)
+        assert pushed.status == 201, pushed.body
+        return Pushed(pushed.headers["Docker-Content-Digest"], manifest, layer)
 
     def put_manifest(self, repository, reference, manifest):
         return self.request(
@@ -181,7 +194,7 @@ class LocalEcr:
     def stored_files(self):
         """The files in the registry's storage (os.walk: the front's sweep may remove some meanwhile)."""
         data = self.storage / "data"
-        return sorted(str(Path(path, name).relative_to(data)) for path, _, names in os.walk(data) for name in names)
+        return sorted(str(Path(path, name).relative_to(data)) for path, _dirs, names in os.walk(data) for name in names)
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +221,7 @@ def error(body):
 
 
 def test_a_pushed_manifest_is_in_describe_images_when_the_push_returns(local_ecr, repository):
-    digest, manifest, _ = local_ecr.push_image(repository, "1.0", b"hello\n")
+    digest, manifest, _layer = local_ecr.push_image(repository, "1.0", b"hello\n")
     assert digest == "sha256:" + hashlib.sha256(manifest).hexdigest()
     assert local_ecr.images(repository) == {(digest, ("1.0",))}
     image = local_ecr.ecr().batch_get_image(repositoryName=repository, imageIds=[{"imageTag": "1.0"}])["images"][0]
@@ -217,25 +230,23 @@ def test_a_pushed_manifest_is_in_describe_images_when_the_push_returns(local_ecr
 
 
 def test_a_manifest_pushed_by_digest_is_an_untagged_image_and_a_tag_moves(local_ecr, repository):
-    first, manifest, _ = local_ecr.push_image(repository, "1.0", b"one\n")
-    second, _, _ = local_ecr.push_image(repository, "1.0", b"two\n")
+    first, manifest, _layer = local_ecr.push_image(repository, "1.0", b"one\n")
+    second = local_ecr.push_image(repository, "1.0", b"two\n").digest
     assert local_ecr.images(repository) == {(second, ("1.0",))}
-    status, _, _ = local_ecr.put_manifest(repository, first, manifest)
-    assert status == 201
+    assert local_ecr.put_manifest(repository, first, manifest).status == 201
     assert local_ecr.images(repository) == {(second, ("1.0",)), (first, ())}
 
 
 def test_pushing_the_same_image_again_succeeds_and_changes_nothing(local_ecr, repository):
-    digest, manifest, _ = local_ecr.push_image(repository, "1.0", b"hello\n")
-    status, headers, _ = local_ecr.put_manifest(repository, "1.0", manifest)
-    assert (status, headers["Docker-Content-Digest"]) == (201, digest)
+    digest, manifest, _layer = local_ecr.push_image(repository, "1.0", b"hello\n")
+    again = local_ecr.put_manifest(repository, "1.0", manifest)
+    assert (again.status, again.headers["Docker-Content-Digest"]) == (201, digest)
     assert local_ecr.images(repository) == {(digest, ("1.0",))}
 
 
 def test_a_deleted_manifest_is_gone_from_describe_images_when_the_delete_returns(local_ecr, repository):
-    digest, _, _ = local_ecr.push_image(repository, "1.0", b"hello\n")
-    status, _, _ = local_ecr.request("DELETE", f"/v2/{repository}/manifests/{digest}")
-    assert status == 202
+    digest = local_ecr.push_image(repository, "1.0", b"hello\n").digest
+    assert local_ecr.request("DELETE", f"/v2/{repository}/manifests/{digest}").status == 202
     assert local_ecr.images(repository) == set()
     assert local_ecr.request("GET", f"/v2/{repository}/manifests/1.0")[0] == 404
 
@@ -267,7 +278,7 @@ def test_the_ecr_image_module_pushes_through_the_front_and_describe_images_agree
 
 
 def test_the_endpoints_token_lives_its_ttl(local_ecr):
-    _, expires_at = local_ecr.token()
+    expires_at = local_ecr.token()[1]
     assert 0 < expires_at.timestamp() - time.time() <= TOKEN_TTL
 
 
@@ -301,9 +312,9 @@ def claims(expires):
 )
 def test_a_forged_or_expired_token_gets_403_denied_as_ecr_answers(local_ecr, repository, authorization):
     path = f"/v2/{repository}/tags/list"
-    status, _, body = local_ecr.request("GET", path, authorization=authorization(local_ecr.key))
-    assert status == 403
-    assert error(body) == {"code": "DENIED", "message": EXPIRED, "detail": None}
+    refused = local_ecr.request("GET", path, authorization=authorization(local_ecr.key))
+    assert refused.status == 403
+    assert error(refused.body) == {"code": "DENIED", "message": EXPIRED, "detail": None}
 
 
 def test_a_token_signed_with_the_key_is_accepted_until_it_expires(local_ecr, repository):
@@ -318,8 +329,8 @@ def test_the_endpoints_token_works_until_its_expiry_then_a_new_one_does(local_ec
     headers = {"Accept": DOCKER_MANIFEST}
     assert local_ecr.request("GET", path, headers=headers, authorization=authorization)[0] == 200
     time.sleep(max(0.0, expires_at.timestamp() - time.time()) + 0.2)
-    status, _, body = local_ecr.request("GET", path, headers=headers, authorization=authorization)
-    assert (status, error(body)["message"]) == (403, EXPIRED)
+    refused = local_ecr.request("GET", path, headers=headers, authorization=authorization)
+    assert (refused.status, error(refused.body)["message"]) == (403, EXPIRED)
     assert local_ecr.request("GET", path, headers=headers)[0] == 200  # a fresh token
 
 
@@ -335,10 +346,10 @@ def test_the_registry_behind_the_front_takes_no_ecr_token(local_ecr):
 
 def test_a_repository_the_endpoint_does_not_have_gets_404_name_unknown_and_nothing_is_stored(local_ecr):
     before = local_ecr.stored_files()
-    status, _, body = local_ecr.request("POST", "/v2/demo/nothing/blobs/uploads/")
-    assert status == 404
-    assert error(body)["code"] == "NAME_UNKNOWN"
-    assert error(body)["message"] == (
+    refused = local_ecr.request("POST", "/v2/demo/nothing/blobs/uploads/")
+    assert refused.status == 404
+    assert error(refused.body)["code"] == "NAME_UNKNOWN"
+    assert error(refused.body)["message"] == (
         "The repository with name 'demo/nothing' does not exist in the registry with id '123456789012'"
     )
     assert local_ecr.stored_files() == before
@@ -347,12 +358,12 @@ def test_a_repository_the_endpoint_does_not_have_gets_404_name_unknown_and_nothi
 def test_an_immutable_tag_is_not_moved(local_ecr):
     name = "demo/immutable"
     local_ecr.ecr().create_repository(repositoryName=name, imageTagMutability="IMMUTABLE")
-    digest, manifest, _ = local_ecr.push_image(name, "1.0", b"one\n")
+    digest, manifest, _layer = local_ecr.push_image(name, "1.0", b"one\n")
     assert local_ecr.put_manifest(name, "1.0", manifest)[0] == 201  # the same image: fine
     other = manifest + b" "  # valid JSON, another digest
-    status, _, body = local_ecr.put_manifest(name, "1.0", other)
-    assert status == 400
-    assert error(body)["code"] == "TAG_INVALID"
+    refused = local_ecr.put_manifest(name, "1.0", other)
+    assert refused.status == 400
+    assert error(refused.body)["code"] == "TAG_INVALID"
     assert local_ecr.images(name) == {(digest, ("1.0",))}
 
 
@@ -361,9 +372,9 @@ def test_a_repository_deleted_from_ecr_leaves_the_registry_with_its_blobs_and_ot
     for name in ("demo/gone", "demo/gone/child", "demo/kept"):
         ecr.create_repository(repositoryName=name)
     shared = b"shared layer\n"
-    _, _, shared_layer = local_ecr.push_image("demo/gone", "1.0", shared)
-    _, _, only_gone = local_ecr.push_image("demo/gone", "2.0", b"only in gone\n")
-    kept, _, _ = local_ecr.push_image("demo/kept", "1.0", shared)
+    shared_layer = local_ecr.push_image("demo/gone", "1.0", shared).layer
+    only_gone = local_ecr.push_image("demo/gone", "2.0", b"only in gone\n").layer
+    kept = local_ecr.push_image("demo/kept", "1.0", shared).digest
     local_ecr.push_image("demo/gone/child", "1.0", b"child\n")
     storage = ecr_front.Storage(local_ecr.storage / "data")
     assert {"demo/gone", "demo/gone/child", "demo/kept"} <= storage.repositories()
@@ -397,9 +408,9 @@ def test_a_repository_deleted_from_ecr_leaves_the_registry_with_its_blobs_and_ot
 def test_a_chunked_upload_of_20_mib_arrives_byte_for_byte_and_streams_back(local_ecr, repository):
     data = os.urandom(20 * 1024 * 1024)
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    status, headers, _ = local_ecr.request("POST", f"/v2/{repository}/blobs/uploads/")
-    assert status == 202
-    location = headers["Location"][len(local_ecr.url) :]
+    started = local_ecr.request("POST", f"/v2/{repository}/blobs/uploads/")
+    assert started.status == 202
+    location = started.headers["Location"][len(local_ecr.url) :]
     pieces = (data[i : i + 1_000_003] for i in range(0, len(data), 1_000_003))  # http.client sends it chunked
     status, headers, body = local_ecr.request(
         "PATCH", location, body=pieces, headers={"Content-Type": "application/octet-stream"}
@@ -408,10 +419,14 @@ def test_a_chunked_upload_of_20_mib_arrives_byte_for_byte_and_streams_back(local
     location = headers["Location"][len(local_ecr.url) :]
     assert local_ecr.request("PUT", f"{location}&digest={digest}")[0] == 201
 
-    status, headers, _ = local_ecr.request("HEAD", f"/v2/{repository}/blobs/{digest}")
-    assert (status, headers["Content-Length"], headers["Docker-Content-Digest"]) == (200, str(len(data)), digest)
-    status, _, body = local_ecr.request("GET", f"/v2/{repository}/blobs/{digest}")
-    assert status == 200 and body == data
+    head = local_ecr.request("HEAD", f"/v2/{repository}/blobs/{digest}")
+    assert (head.status, head.headers["Content-Length"], head.headers["Docker-Content-Digest"]) == (
+        200,
+        str(len(data)),
+        digest,
+    )
+    pulled = local_ecr.request("GET", f"/v2/{repository}/blobs/{digest}")
+    assert pulled.status == 200 and pulled.body == data
 
 
 def test_the_front_checks_passwords_as_the_endpoint_signs_them():

@@ -60,7 +60,7 @@ def authorization_data(**kwargs):
 
 
 def password(data):
-    user, _, secret = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+    user, secret = base64.b64decode(data["authorizationToken"]).decode().split(":", 1)
     assert user == "AWS"
     return secret
 
