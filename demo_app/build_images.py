@@ -7,9 +7,9 @@ writes DIR/<tier>.tar for each tier and prints `<tier> <manifest digest>` on std
 stderr); with --json, one JSON object instead: {"<tier>": {"archive": PATH, "digest": DIGEST, "previous":
 the digest of the archive it replaced or null, "changed": digest != previous}} (what the application role
 reads to report a change only when an image's content changed). An archive whose inputs (this script, the
-packages, the wheels, the tier's files, the name) are those recorded in DIR/<tier>.tar.inputs is kept as
-it is, without building it again. Nothing is pulled from a container registry and no daemon runs: each
-image is one layer, assembled from
+packages, the wheels, the tier's files) are those recorded in DIR/<tier>.tar.inputs is kept without
+building it again (renamed when the tag or prefix changed). Nothing is pulled from a container registry
+and no daemon runs: each image is one layer, assembled from
 
 - the Debian packages the tier needs: the dependency closure that `apt-cache depends --recurse` gives
   for a few root packages, minus EXCLUDED (maintainer-script machinery and wrappers that an image
@@ -701,9 +701,9 @@ def archive_digest(path):
         return None
 
 
-def inputs_key(tier_name, packages, wheels, ref):
-    """A digest of everything an archive is made from: this script, the packages (by the index's SHA256),
-    the wheels, the tier's files under demo_app/ (with their executable bit), the name, and zlib's version."""
+def inputs_key(tier_name, packages, wheels):
+    """A digest of everything an image is made from: this script, the packages (by the index's SHA256),
+    the wheels, the tier's files under demo_app/ (with their executable bit), and zlib's version."""
     tier = TIERS[tier_name]
     overlay = HERE / "debian" / tier_name
     sources = [HERE / source for source in tier.files.values()]
@@ -711,7 +711,6 @@ def inputs_key(tier_name, packages, wheels, ref):
     key = {
         "script": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
         "tier": tier_name,
-        "ref": ref,
         "zlib": zlib.ZLIB_RUNTIME_VERSION,
         "packages": sorted(f"{p.name} {p.version} {p.sha256}" for p in packages),
         "wheels": sorted(sha256_file(w) for w in wheels),
@@ -720,15 +719,37 @@ def inputs_key(tier_name, packages, wheels, ref):
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
+def renamed(out, ref):
+    """The archive at out rewritten from its own blobs under another name (ref); its manifest digest."""
+    with tarfile.open(out) as tar:
+        digest = json.load(tar.extractfile("index.json"))["manifests"][0]["digest"]
+        manifest = json.load(tar.extractfile(f"blobs/sha256/{digest[7:]}"))
+        config = json.load(tar.extractfile(f"blobs/sha256/{manifest['config']['digest'][7:]}"))
+        compressed = tar.extractfile(f"blobs/sha256/{manifest['layers'][0]['digest'][7:]}").read()
+    return write_archive(out, ref, config, compressed)
+
+
 def build(tier_name, packages, wheels, out, ref):
-    """Write one tier's archive, unless the one there was made from the same inputs; its manifest digest."""
+    """Write one tier's archive, unless the one there was made from the same inputs; its manifest digest.
+
+    The inputs' digest and the image's name are recorded in <out>.inputs: with the same inputs the archive is
+    kept, or only renamed (the image, and so its digest, stays the same)."""
     tier = TIERS[tier_name]
     start = time.monotonic()
-    key, key_file = inputs_key(tier_name, packages, wheels, ref), out.with_name(out.name + ".inputs")
+    key, key_file = inputs_key(tier_name, packages, wheels), out.with_name(out.name + ".inputs")
     previous = archive_digest(out)
-    if previous and key_file.is_file() and key_file.read_text().strip() == key:
-        log(f"{out}: {ref}, made from the same inputs ({key[:12]}): kept")
-        return previous
+    try:
+        recorded = json.loads(key_file.read_text())
+    except (OSError, ValueError):
+        recorded = {}
+    if previous and recorded.get("inputs") == key:
+        if recorded.get("ref") == ref:
+            log(f"{out}: {ref}, made from the same inputs ({key[:12]}): kept")
+            return previous
+        if renamed(out, ref) == previous:
+            key_file.write_text(json.dumps({"inputs": key, "ref": ref}) + "\n")
+            log(f"{out}: made from the same inputs ({key[:12]}): renamed {recorded.get('ref')} -> {ref}")
+            return previous
     tree = image_tree(tier_name, packages, wheels)
     raw = layer(tree)
     compressed = gzip.compress(raw, compresslevel=6, mtime=0)
@@ -748,7 +769,7 @@ def build(tier_name, packages, wheels, out, ref):
         ],
     }
     digest = write_archive(out, ref, config, compressed)
-    key_file.write_text(key + "\n")
+    key_file.write_text(json.dumps({"inputs": key, "ref": ref}) + "\n")
     log(
         f"{out}: {ref}, {len(packages)} packages, {len(tree)} entries, {len(raw) / 1e6:.1f} MB "
         f"({len(compressed) / 1e6:.1f} MB gzipped) in {time.monotonic() - start:.1f} s"
