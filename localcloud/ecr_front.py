@@ -219,9 +219,10 @@ class Ecr:
                 return None
             raise
 
-    def repository_names(self):
+    def repositories(self):
+        """{name: createdAt} of every repository."""
         pages = self.client.get_paginator("describe_repositories").paginate()
-        return {repo["repositoryName"] for page in pages for repo in page["repositories"]}
+        return {repo["repositoryName"]: repo["createdAt"] for page in pages for repo in page["repositories"]}
 
     def tagged_digest(self, repository, tag):
         try:
@@ -295,17 +296,20 @@ class Handler(BaseHTTPRequestHandler):
         if not self.authorized():
             return
         match = REPOSITORY_PATH.match(self.path)
-        with self.server.lock.shared():
-            if match is None:
+        if match is None:
+            with self.server.lock.shared():
                 self.forward()
-                return
-            name, kind, reference = match["name"], match["kind"], match["rest"]
-            repository = self.server.ecr.repository(name)
-            if repository is None:
-                registry_id = self.server.account
-                message = f"The repository with name '{name}' does not exist in the registry with id '{registry_id}'"
-                self.answer(404, "NAME_UNKNOWN", message)
-            elif kind == "manifests" and self.command == "PUT":
+            return
+        name, kind, reference = match["name"], match["kind"], match["rest"]
+        repository = self.server.ecr.repository(name)
+        if repository is None:
+            registry_id = self.server.account
+            message = f"The repository with name '{name}' does not exist in the registry with id '{registry_id}'"
+            self.answer(404, "NAME_UNKNOWN", message)
+            return
+        self.server.claim(name, repository["createdAt"])
+        with self.server.lock.shared():
+            if kind == "manifests" and self.command == "PUT":
                 self.put_manifest(repository, name, reference)
             elif kind == "manifests" and self.command == "DELETE":
                 self.forward(before_answer=lambda upstream: self.unrecord(upstream, name, reference))
@@ -451,6 +455,9 @@ class Front(ThreadingHTTPServer):
         self.storage = storage
         self.account = account
         self.lock = ReadWriteLock()
+        # {name: createdAt} of the repository whose data the storage holds under that name.
+        self.created = {}
+        self.created_lock = threading.Lock()
 
     def finish_request(self, request, client_address):
         # The handshake runs in the request's own thread, so a slow client does not hold up accept().
@@ -460,16 +467,38 @@ class Front(ThreadingHTTPServer):
             return
         super().finish_request(request, client_address)
 
+    def claim(self, name, created):
+        """Requests for `name` go to the repository created at `created`: a deleted namesake's data goes first."""
+        with self.created_lock:
+            seen = self.created.setdefault(name, created)
+        if seen != created:  # deleted and made again since the storage got its data
+            with self.lock.exclusive():
+                if self.created.get(name) != created:
+                    self.storage.remove_repository(name)
+                    blobs = self.storage.remove_unlinked_blobs()
+                    with self.created_lock:
+                        self.created[name] = created
+                    log.info("repository %s made again in ECR, the old one's data removed (%d blobs)", name, blobs)
+
+    def stale(self, current):
+        """The repositories in the storage that are not, or no longer, those of ECR's {name: createdAt}."""
+        with self.created_lock:
+            return {
+                name
+                for name in self.storage.repositories()
+                if name not in current or self.created.get(name, current[name]) != current[name]
+            }
+
     def sweep(self):
         """Remove the storage of every repository the endpoint's ECR no longer has; the names removed."""
-        if not self.storage.repositories():
-            return []
-        if not self.storage.repositories() - self.ecr.repository_names():
+        if not self.storage.repositories() or not self.stale(self.ecr.repositories()):
             return []
         with self.lock.exclusive():  # checked again with no request in flight
-            gone = sorted(self.storage.repositories() - self.ecr.repository_names())
+            gone = sorted(self.stale(self.ecr.repositories()))
             for name in gone:
                 self.storage.remove_repository(name)
+                with self.created_lock:
+                    self.created.pop(name, None)
             blobs = self.storage.remove_unlinked_blobs()
         if gone:
             log.info("repositories deleted from ECR, their data removed from the registry: %s (%d blobs)", gone, blobs)

@@ -42,6 +42,7 @@ from tests.moto_server import ecr_password
 CACHE_DIR = Path(os.environ.get("HELIX_CACHE_DIR") or Path.home() / ".cache" / "helix")
 REGISTRY_BIN = CACHE_DIR / "localcloud" / "bin" / "registry"
 TOKEN_TTL = 4  # seconds: short enough to wait for one to expire
+SWEEP_INTERVAL = 1  # seconds between the front's comparisons of its storage with ECR
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 EXPIRED = "Your authorization token has expired. Reauthenticate and try again."
 
@@ -96,7 +97,7 @@ class LocalEcr:
         command = [sys.executable, str(ROOT / "localcloud" / "ecr_front.py"), "--listen", str(self.port)]
         command += ["--registry-port", str(free_port()), "--dir", str(self.storage), "--endpoint", self.moto.url]
         command += ["--cert", self.moto.ca_bundle, "--key", self.moto._key, "--token-key", str(key_file)]
-        command += ["--sweep-interval", "0.2", "--registry-bin", str(REGISTRY_BIN)]
+        command += ["--sweep-interval", str(SWEEP_INTERVAL), "--registry-bin", str(REGISTRY_BIN)]
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 30
         while self.request("GET", "/v2/", authorization=None)[0] != 401:
@@ -400,6 +401,21 @@ def test_a_repository_deleted_from_ecr_leaves_the_registry_with_its_blobs_and_ot
     while local_ecr.stored_files() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert local_ecr.stored_files() == []  # nothing of any repository is left
+
+
+def test_a_repository_made_again_starts_empty_before_the_next_sweep(local_ecr):
+    ecr, name = local_ecr.ecr(), "demo/again"
+    ecr.create_repository(repositoryName=name)
+    first = local_ecr.push_image(name, "1.0", b"first life\n").digest
+    ecr.delete_repository(repositoryName=name, force=True)
+    ecr.create_repository(repositoryName=name)
+    accept = {"Accept": DOCKER_MANIFEST}
+    assert local_ecr.request("HEAD", f"/v2/{name}/manifests/1.0", headers=accept).status == 404
+    assert local_ecr.request("HEAD", f"/v2/{name}/manifests/{first}", headers=accept).status == 404
+    # So a client that pushes only what the registry lacks (helix.kubeadm_aws.ecr_image) pushes it again.
+    again = local_ecr.push_image(name, "1.0", b"first life\n").digest
+    assert again == first
+    assert local_ecr.images(name) == {(first, ("1.0",))}
 
 
 # --- bodies ---
