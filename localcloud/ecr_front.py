@@ -20,7 +20,8 @@ starts on a loopback port of its own and stands in front of. Every request goes 
 - Repository deletion: every --sweep-interval seconds the repositories in the registry's storage are
   compared with the endpoint's; the data of one that is gone (DeleteRepository, with force) is
   removed from the storage, and with it every blob no remaining repository links to. Requests wait
-  while that runs, so no push loses a blob it is committing.
+  while that runs, so no push loses a blob it is committing. A repository deleted and made again
+  (another createdAt) loses its namesake's data at its first request, before the next sweep.
 
 Bodies are streamed byte for byte in both directions (blob uploads and pulls are never held in
 memory); only a manifest PUT body (at most 4 MiB, as on ECR) is read whole, to record it.
@@ -57,14 +58,21 @@ from pathlib import Path
 
 import bcrypt
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 log = logging.getLogger("ecr-front")
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"}
 # Never passed to the registry: the client's credentials (replaced by the front's own), what the
 # front answers itself (Expect) or frames itself (Content-Length), and forwarding headers a client could forge.
-NOT_FORWARDED = HOP_BY_HOP | {"authorization", "content-length", "expect", "forwarded", "x-forwarded-proto"}
+NOT_FORWARDED = HOP_BY_HOP | {
+    "authorization",
+    "content-length",
+    "expect",
+    "forwarded",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+}
 MANIFEST_LIMIT = 4 * 1024 * 1024  # ECR's and distribution's limit on a manifest
 CHUNK = 64 * 1024
 REPOSITORY_PATH = re.compile(r"^/v2/(?P<name>.+?)/(?P<kind>manifests|blobs|tags)/(?P<rest>[^?]*)")
@@ -435,6 +443,9 @@ class Handler(BaseHTTPRequestHandler):
         except ClientError as error:
             log.error("%s %s: the endpoint's ECR answered %s", self.command, self.path, error)
             self.answer(500, "UNKNOWN", f"the local ECR endpoint failed: {error.response['Error']['Code']}")
+        except BotoCoreError as error:
+            log.error("%s %s: the endpoint's ECR did not answer: %s", self.command, self.path, error)
+            self.answer(500, "UNKNOWN", "the local ECR endpoint did not answer")
         except (OSError, http.client.HTTPException) as error:
             log.error("%s %s: %s", self.command, self.path, error)
             self.close_connection = True
