@@ -268,6 +268,7 @@ def error_body(code, message):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: Front
+    claims = None  # of the request's token, once authorized
 
     def log_message(self, fmt, *args):
         pass
@@ -295,7 +296,8 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(401, "UNAUTHORIZED", "Not Authorized", [("WWW-Authenticate", challenge)])
             return False
         user, password = credentials
-        if user != "AWS" or check_password(self.server.token_key, password) is None:
+        self.claims = check_password(self.server.token_key, password) if user == "AWS" else None
+        if self.claims is None:
             self.answer(403, "DENIED", EXPIRED)
             return False
         return True
@@ -316,6 +318,11 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(404, "NAME_UNKNOWN", message)
             return
         self.server.claim(name, repository["createdAt"])
+        if kind == "manifests" and self.command in ("GET", "HEAD"):  # which token a pull used, for the record
+            issued, expires = (
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.claims.get(k, 0))) for k in ("issued", "expires")
+            )
+            log.info("%s %s:%s with a token issued %s, expiring %s", self.command, name, reference, issued, expires)
         with self.server.lock.shared():
             if kind == "manifests" and self.command == "PUT":
                 self.put_manifest(repository, name, reference)

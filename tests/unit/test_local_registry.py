@@ -87,7 +87,8 @@ class LocalEcr:
         self.url = f"https://127.0.0.1:{self.port}"
         self.storage = directory / "registry"
         self._token = None  # (authorization, expiresAt) for request()
-        self.log = open(directory / "front.log", "wb")  # noqa: SIM115 - lives as long as the front
+        self.log_path = directory / "front.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the front
         env = {
             **os.environ,
             "AWS_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
@@ -333,6 +334,10 @@ def test_the_endpoints_token_works_until_its_expiry_then_a_new_one_does(local_ec
     refused = local_ecr.request("GET", path, headers=headers, authorization=authorization)
     assert (refused.status, error(refused.body)["message"]) == (403, EXPIRED)
     assert local_ecr.request("GET", path, headers=headers)[0] == 200  # a fresh token
+    # The front logs which token each manifest fetch used: the last one's was issued after the first expired.
+    pulls = [line for line in local_ecr.log_path.read_text().splitlines() if f"GET {repository}:1.0 with" in line]
+    issued = pulls[-1].split("with a token issued ")[1].split(",")[0]
+    assert issued >= time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(expires_at.timestamp())))
 
 
 def test_the_registry_behind_the_front_takes_no_ecr_token(local_ecr):
