@@ -142,6 +142,8 @@ class Storage:
         for path, dirs, _files in os.walk(self.repositories_dir):
             if any(part in dirs for part in self.REPOSITORY_PARTS):
                 names.add(str(Path(path).relative_to(self.repositories_dir)))
+            # A repository's own data holds no repository (a tag may be named _layers).
+            dirs[:] = [d for d in dirs if d not in self.REPOSITORY_PARTS]
         return names
 
     def remove_repository(self, name):
