@@ -216,3 +216,20 @@ def test_the_cluster_layer_runs_the_role_after_the_workers():
         if task.get("ansible.builtin.import_role", {}).get("name") == "helix.kubeadm_aws.cluster_addons"
     ]
     assert addons > workers
+
+
+@pytest.mark.parametrize(
+    ("template", "overrides"),
+    [
+        ("storage-ebs-csi.yml.j2", {}),
+        ("storage-local-path.yml.j2", {"cluster_addons_storage": "local-path"}),
+        ("metrics-server.yml.j2", {}),
+    ],
+)
+def test_what_a_workload_needs_is_applied_before_it(template, overrides):
+    """kubernetes.core.k8s applies a list in order and waits for each workload before the next object."""
+    objects = render(template, **overrides)
+    kinds = [o["kind"] for o in objects]
+    workloads = [i for i, kind in enumerate(kinds) if kind in ("Deployment", "DaemonSet")]
+    needed = [i for i, kind in enumerate(kinds) if kind in ("ConfigMap", "Secret", "ServiceAccount", "Namespace")]
+    assert workloads and max(needed) < min(workloads), kinds
