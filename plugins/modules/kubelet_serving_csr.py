@@ -38,6 +38,13 @@ options:
     description: Seconds to wait with O(wait).
     type: int
     default: 120
+  validate_certs:
+    description:
+      - Whether to verify the API server's certificate. Verified unless told not to.
+      - Can also be specified via the E(K8S_AUTH_VERIFY_SSL) environment variable.
+    type: bool
+    default: true
+    aliases: [verify_ssl]
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
 requirements:
@@ -49,6 +56,7 @@ attributes:
     description: Reports the requests it would approve; approves nothing and does not wait.
   diff_mode:
     support: none
+    description: Approvals are reported in RV(approved), not as a diff.
 """
 
 EXAMPLES = r"""
@@ -96,8 +104,11 @@ import traceback  # noqa: E402
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.k8s import (  # noqa: E402
-    K8S_ERRORS,
     KUBERNETES_IMPORT_ERROR,
+    ApiException,
+    ConfigException,
+    CoreException,
+    HTTPError,
     KubeClient,
     error_message,
     k8s_argument_spec,
@@ -254,11 +265,11 @@ def main():
         module.fail_json(msg=missing_required_lib("cryptography"), exception=CRYPTOGRAPHY_IMPORT_ERROR)
     try:
         kube = KubeClient(module.params)
-    except K8S_ERRORS as e:
+    except (ApiException, ConfigException, CoreException, HTTPError) as e:
         module.fail_json(msg=f"kubelet_serving_csr: cannot load the kubeconfig: {error_message(e)}")
     try:
         result = converge(module, kube)
-    except K8S_ERRORS as e:
+    except (ApiException, ConfigException, CoreException, HTTPError) as e:
         module.fail_json(msg=f"kubelet_serving_csr: Kubernetes API: {error_message(e)}")
     finally:
         kube.close()

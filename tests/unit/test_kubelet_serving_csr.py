@@ -28,7 +28,7 @@ NODE = {
         ]
     },
 }
-USAGES = ["digital signature", "server auth"]
+USAGES = ("digital signature", "server auth")
 
 
 def pem_request(cn=f"system:node:{NODE_NAME}", org="system:nodes", dns=(NODE_NAME,), ips=("10.91.0.10",)):
