@@ -16,6 +16,7 @@ import sys
 import boto3
 
 MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
 
 def main(endpoint_url, cluster_name, tag):
@@ -27,7 +28,7 @@ def main(endpoint_url, cluster_name, tag):
                 "schemaVersion": 2,
                 "mediaType": MEDIA_TYPE,
                 "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2, "digest": blob},
-                "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 2, "digest": blob}],
+                "layers": [{"mediaType": LAYER, "size": 2, "digest": blob}],
             },
             separators=(",", ":"),
         )
