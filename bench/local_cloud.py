@@ -1,11 +1,13 @@
 """Seconds from an empty local cloud to every Node Ready, and of a no-op site.yml on the live cluster.
 
-    python -m bench.local_cloud [--workers 1,2,4] [--port 5080]     (root; `make bench-local-cloud`)
+    python -m bench.local_cloud [--workers 1,2,4] [--port 5080] [--cluster-name N] [--vpc-cidr C]
+                                                                    (root; `make bench-local-cloud`)
 
 For each worker count: a fresh local cloud (localcloud/localcloud.sh, nothing on its endpoint), then
 `site.yml -i inventories/local -e worker_count=N` timed from start to finish (the cluster layer ends
 when every Node is Ready), then the same again (nothing to change), then destroy.yml. The application
-layer is skipped (issue #15). Writes bench/results/local_cloud.md.
+layer is skipped (issue #15). The machine's load average is recorded before each run: other jobs on
+it slow both runs. Writes bench/results/local_cloud.md.
 """
 
 from __future__ import annotations
@@ -20,30 +22,41 @@ from tests.ansible_run import run_playbook
 from tests.local_cloud import LocalCloud, cannot_host
 
 RESULTS = Path(__file__).parent / "results" / "local_cloud.md"
-VARIABLES = {
-    "cluster_name": "helix-bench",
-    "vpc_cidr": "10.44.0.0/16",
-    "admin_cidrs": ["127.0.0.0/8", "10.44.0.0/16"],
-    "app_cidrs": ["127.0.0.0/8", "10.44.0.0/16"],
-    "lifecycle_skip_layers": ["application"],
-}
 
 
-def timed(playbook, cloud, **extra):
+def variables(cluster_name, vpc_cidr):
+    return {
+        "cluster_name": cluster_name,
+        "vpc_cidr": vpc_cidr,
+        "admin_cidrs": ["127.0.0.0/8", vpc_cidr],
+        "app_cidrs": ["127.0.0.0/8", vpc_cidr],
+        "lifecycle_skip_layers": ["application"],
+    }
+
+
+def timed(playbook, cloud, settings):
+    load = os.getloadavg()[0]
     start = time.monotonic()
-    result = run_playbook(playbook, cloud.url, {**VARIABLES, **extra}, env=cloud.env)
+    result = run_playbook(playbook, cloud.url, settings, env=cloud.env)
     seconds = time.monotonic() - start
     if result.returncode:
-        raise SystemExit(f"{playbook} {extra} failed:\n{result.output[-4000:]}")
-    return seconds, result.changed
+        raise SystemExit(f"{playbook} {settings} failed:\n{result.output[-4000:]}")
+    return seconds, result.changed, load
 
 
-def measure(workers, port, state_dir):
+def measure(workers, port, settings):
+    settings = {**settings, "worker_count": workers}
     with LocalCloud(port) as cloud:
-        create = timed("site.yml", cloud, worker_count=workers, state_dir=state_dir)[0]
-        noop, changed = timed("site.yml", cloud, worker_count=workers, state_dir=state_dir)
-        timed("destroy.yml", cloud, state_dir=state_dir)
-    return {"workers": workers, "create": create, "noop": noop, "changed": changed}
+        create, _, create_load = timed("site.yml", cloud, settings)
+        noop, changed, noop_load = timed("site.yml", cloud, settings)
+        timed("destroy.yml", cloud, settings)
+    return {
+        "workers": workers,
+        "create": create,
+        "noop": noop,
+        "changed": changed,
+        "load": (create_load, noop_load),
+    }
 
 
 def table(rows):
@@ -51,12 +64,21 @@ def table(rows):
         f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores ({platform.machine()}), warm caches "
         "(node images, binaries, rootfs).",
         "",
-        "| nodes | empty endpoint → all Nodes Ready (s) | no-op site.yml (s) | no-op / create | changed on no-op |",
-        "| --- | --- | --- | --- | --- |",
+        "| nodes | empty endpoint → all Nodes Ready (s) | no-op site.yml (s) | no-op / create | changed on no-op "
+        "| load average before create / no-op |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         ratio = r["noop"] / r["create"]
-        lines.append(f"| 1 + {r['workers']} | {r['create']:.0f} | {r['noop']:.0f} | {ratio:.2f} | {r['changed']} |")
+        load = " / ".join(f"{value:.1f}" for value in r["load"])
+        lines.append(
+            f"| 1 + {r['workers']} | {r['create']:.0f} | {r['noop']:.0f} | {ratio:.2f} | {r['changed']} | {load} |"
+        )
+    lines += [
+        "",
+        f"Load average: the 1-minute load of the {os.cpu_count()}-core machine when each run started; above "
+        f"{os.cpu_count()} other jobs were running beside the benchmark and every figure is an upper bound.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -64,12 +86,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--port", type=int, default=5080)
+    parser.add_argument("--cluster-name", default="helix-bench")
+    parser.add_argument("--vpc-cidr", default="10.44.0.0/16")
     args = parser.parse_args()
     why = cannot_host()
     if why:
         raise SystemExit(f"this machine cannot host local cloud nodes: {why}")
     state_dir = Path(".cache/bench/local-cloud-state").resolve()
-    rows = [measure(int(n), args.port, str(state_dir)) for n in args.workers.split(",")]
+    settings = {**variables(args.cluster_name, args.vpc_cidr), "state_dir": str(state_dir)}
+    rows = [measure(int(n), args.port, settings) for n in args.workers.split(",")]
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text("# The local cloud: create and no-op\n\n" + table(rows))
     print(RESULTS.read_text())
