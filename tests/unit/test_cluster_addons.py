@@ -7,6 +7,7 @@ template lookups see them; every object is validated with kubernetes-validate in
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import kubernetes_validate
@@ -147,11 +148,20 @@ def test_local_path_default_class_and_the_helper_image_it_runs():
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
 
 
-def test_metrics_server_verifies_the_kubelets():
-    objects = render("metrics-server.yml.j2")
-    server = containers(find(objects, "Deployment", "metrics-server"))["metrics-server"]
+def test_metrics_server_verifies_the_kubelets_and_the_api_server_verifies_it():
+    ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    objects = render("metrics-server.yml.j2", cluster_addons_metrics_server_ca=ca)
+    deployment = find(objects, "Deployment", "metrics-server")
+    server = containers(deployment)["metrics-server"]
     assert server["image"] == "registry.k8s.io/metrics-server/metrics-server:v0.8.0"
     assert not [a for a in server["args"] if a.startswith("--kubelet-insecure-tls")]
+    assert "--tls-cert-file=/etc/metrics-server/tls/tls.crt" in server["args"]
+    assert "--tls-private-key-file=/etc/metrics-server/tls/tls.key" in server["args"]
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["tls"]["secret"]["secretName"] == "metrics-server-tls"
+    api_service = find(objects, "APIService", "v1beta1.metrics.k8s.io")["spec"]
+    assert "insecureSkipTLSVerify" not in api_service
+    assert base64.b64decode(api_service["caBundle"]).decode() == ca
     assert server["securityContext"]["runAsNonRoot"] is True
     assert server["securityContext"]["readOnlyRootFilesystem"] is True
     service = find(objects, "Service", "metrics-server")
