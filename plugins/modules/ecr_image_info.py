@@ -156,8 +156,8 @@ def describe_all(ecr, base):
 def read_images(ecr, repository, tags, registry_id):
     base = dict(repositoryName=repository, **({"registryId": registry_id} if registry_id else {}))
     if not tags:
-        details = sorted(describe_all(ecr, base), key=lambda d: sorted(d.get("imageTags", [])))
-        return [image_record(d, sorted(d.get("imageTags", [""]))[0]) for d in details], []
+        details = sorted(describe_all(ecr, base), key=lambda d: sorted(d.get("imageTags") or [""]))
+        return [image_record(d, sorted(d.get("imageTags") or [""])[0]) for d in details], []
     images, missing = [], []
     for tag in tags:
         detail = describe_tag(ecr, base, tag)
