@@ -56,6 +56,12 @@ up() {
     running && { echo "local cloud data plane already running (pid $(cat "$pid_file"))"; return; }
     "$HERE/bins.sh"
     mkdir -p "$state_dir"
+    # Every node's systemd, containerd and kubelet take inotify instances of the host's root: with a few
+    # clusters, Linux's default of 128 runs out and containerd's CRI plugin fails "too many open files".
+    if (( $(sysctl -n fs.inotify.max_user_instances) < 1024 )); then
+        echo "local cloud: fs.inotify.max_user_instances raised to 1024 for the nodes"
+        sysctl -qw fs.inotify.max_user_instances=1024
+    fi
     # shellcheck disable=SC1090
     (set -a && . "$ec2_env" && HELIX_LOCALCLOUD_STATE=/run/helix-localcloud/$port exec setsid "$ROOT/.venv/bin/python" "$HERE/reconciler.py" \
         --endpoint "https://127.0.0.1:$port" --ca-bundle "$cert" --registry-port "$registry_port" >>"$state_dir/reconciler-$port.log" 2>&1 </dev/null) &
@@ -85,7 +91,8 @@ case $action in
     up) up ;;
     down) down ;;
     env) [[ -f "$admin_env" ]] || { echo "no local cloud on port $port (localcloud.sh up $port)" >&2; exit 1; }
-         sed 's/^/export /' "$admin_env"; echo "export AWS_CA_BUNDLE=$cert" ;;
+         sed 's/^/export /' "$admin_env"
+         echo "export AWS_CA_BUNDLE=$cert HELIX_AWS_ENDPOINT_URL=https://127.0.0.1:$port" ;;
     can-host) can_host ;;
     *) echo "usage: $0 up|down|env PORT | can-host" >&2; exit 2 ;;
 esac
