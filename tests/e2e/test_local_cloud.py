@@ -44,7 +44,7 @@ MESSAGES = []  # written through the app by one test, read back by later ones
 # The scaling tests are about nodes. Scaled down to one worker, the db may have lost the node its volume is
 # bound to (local-path; on AWS an EBS volume is bound to its zone): the application layer would wait for it.
 NODES_ONLY = {"lifecycle_skip_layers": ["application"]}
-FIRST_PULL = {}  # the pull test's image and where its pull starts in the ECR front's log
+FIRST_PULL = {}  # the pull test's image, and where its pull starts and ends in the ECR front's log
 # Root needs --no-sandbox; the virtual time budget lets the page's fetch() finish before the dump.
 CHROMIUM = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000"]
 # strace's rendering of the address connect() was given, IPv4 and IPv6.
@@ -229,8 +229,9 @@ def test_pods_pull_from_ecr_without_a_pull_secret(local_cloud, cluster, capsys, 
     assert not pushed.get("failed"), pushed
     api = core(kubeconfig)
     assert not [s for s in api.list_secret_for_all_namespaces().items if s.type == "kubernetes.io/dockerconfigjson"]
-    FIRST_PULL.update(image=pushed["image"], log_offset=front_log(local_cloud).stat().st_size)
+    FIRST_PULL.update(image=pushed["image"], log_start=front_log(local_cloud).stat().st_size)
     pull(api, "pull-test", pushed["image"])
+    FIRST_PULL["log_end"] = front_log(local_cloud).stat().st_size
 
 
 def front_log(cloud):
@@ -293,7 +294,7 @@ def test_a_new_tag_rolls_out_and_the_previous_one_rolls_back(local_cloud, cluste
     run, kubeconfig = cluster
     apps = k8s.AppsV1Api(k8s_config.new_client_from_config(str(kubeconfig)))
     for tag in ("0.2.0", TAG):
-        result = run("site.yml", application_image_tag=tag)
+        result = run("playbooks/application.yml", application_image_tag=tag)
         assert result.returncode == 0, result.output[-4000:]
         for name in ("ui", "api"):
             deployment = apps.read_namespaced_deployment(name, NAMESPACE)
@@ -314,7 +315,7 @@ def test_a_pull_after_the_first_token_expired_gets_a_new_token(local_cloud, clus
     """
     log = front_log(local_cloud)
     second = log.stat().st_size
-    first_expiry = max(token[1] for token in tokens(log, FIRST_PULL["log_offset"], second))
+    first_expiry = max(token[1] for token in tokens(log, FIRST_PULL["log_start"], FIRST_PULL["log_end"]))
     time.sleep(max(0.0, first_expiry - time.time() + 1))  # the earlier tests have usually waited long enough
     pull(core(cluster[1]), "pull-after-expiry", FIRST_PULL["image"])
     issued = [token[0] for token in tokens(log, second)]
