@@ -47,7 +47,7 @@ def timed(playbook, cloud, settings):
 def measure(workers, port, settings):
     settings = {**settings, "worker_count": workers}
     with LocalCloud(port) as cloud:
-        create, _, create_load = timed("site.yml", cloud, settings)
+        create, _create_changed, create_load = timed("site.yml", cloud, settings)
         noop, changed, noop_load = timed("site.yml", cloud, settings)
         timed("destroy.yml", cloud, settings)
     return {
