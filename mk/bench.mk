@@ -17,6 +17,6 @@ bench: setup $(VENV)/.bench-installed
 bench-report: $(VENV)/.bench-installed
 	$(PY) -m bench.report bench/results
 
-## bench-local-cloud: seconds to all Nodes Ready and of a no-op site.yml on the local cloud, 1, 2 and 4 workers (root)
+## bench-local-cloud: seconds from an empty local cloud to the app answering, and of a no-op site.yml, 1, 2 and 4 workers (root)
 bench-local-cloud: setup node-images
 	$(PY) -m bench.local_cloud
