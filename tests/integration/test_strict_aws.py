@@ -241,6 +241,7 @@ def node_policy(role):
         cluster_account_id=ACCOUNT,
         cluster_name=JOIN_CLUSTER,
         cluster_partition="aws",
+        node_iam_ebs_csi_driver=False,  # the EBS statements are tests/unit/test_policies.py's
     )
     return json.loads(text)
 
