@@ -14,7 +14,6 @@ manifests name every image by the digest ECR has for it.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import time
 import uuid
@@ -22,6 +21,7 @@ import uuid
 import pytest
 
 from tests.ansible_run import run_playbook
+from tests.ecr_records import put_image
 
 pytestmark = pytest.mark.slow
 
@@ -30,30 +30,6 @@ REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"  # moto's default acco
 FIRST_TAG, SECOND_TAG = "1.0.0", "1.1.0"
 WORKLOADS = [("Deployment", "ui"), ("Deployment", "api"), ("StatefulSet", "db")]
 TIERS = ("ui", "api", "db")
-MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
-
-
-def put_image(ecr, repository, tag, content):
-    """An image under the tag in the endpoint's ECR; its digest (the manifest's, as a registry computes it)."""
-    blob = "sha256:" + hashlib.sha256(content.encode()).hexdigest()
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": MEDIA_TYPE,
-            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2, "digest": blob},
-            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 2, "digest": blob}],
-        },
-        separators=(",", ":"),
-    )
-    digest = "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
-    ecr.put_image(
-        repositoryName=repository,
-        imageManifest=manifest,
-        imageManifestMediaType=MEDIA_TYPE,
-        imageTag=tag,
-        imageDigest=digest,
-    )
-    return digest
 
 
 class App:

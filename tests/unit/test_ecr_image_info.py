@@ -2,37 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 from ansible_collections.helix.kubeadm_aws.plugins.modules import ecr_image_info
 from tests.aws_endpoint import REGION
+from tests.ecr_records import put_image
 from tests.module_runner import run_module
-
-MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
-
-
-def put_image(ecr, repository, tag, content):
-    """An image whose manifest names one layer; its digest (the manifest's, as a registry computes it)."""
-    layer = "sha256:" + hashlib.sha256(content).hexdigest()
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": MEDIA_TYPE,
-            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2, "digest": layer},
-            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 2, "digest": layer}],
-        },
-        separators=(",", ":"),
-    )
-    digest = "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
-    ecr.put_image(
-        repositoryName=repository,
-        imageManifest=manifest,
-        imageManifestMediaType=MEDIA_TYPE,
-        imageTag=tag,
-        imageDigest=digest,
-    )
-    return digest
 
 
 def info(capsys, aws, **args):
