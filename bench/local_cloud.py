@@ -27,9 +27,9 @@ from tests.local_cloud import LocalCloud, cannot_host
 RESULTS = Path(__file__).parent / "results" / "local_cloud.md"
 LOGS = Path(".cache/bench/logs")
 PROFILED = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks"}
-# profile_tasks' banner under each task header ends with the run's total so far: "... 0:04:12.345 ****".
+# profile_tasks' banner under each task header ends with the run's total so far: "... 0:04:12.345 ***** ".
 APPLICATION_STARTS = re.compile(
-    r"^PLAY \[Create the application layer.*?\n.*?(\d+):(\d\d):(\d\d\.\d+) \*+$", re.M | re.S
+    r"^PLAY \[Create the application layer.*?\n.*?(\d+):(\d\d):(\d\d\.\d+) \*+ *$", re.M | re.S
 )
 
 
