@@ -13,8 +13,8 @@
 # What a node needs on this machine (docs/local-cloud.md, ../shared/TESTBED.md):
 #  - --keep-unit --register=no: there is no systemd on the host;
 #  - --capability=all and the keyring/bpf/mount/swap system calls: runc inside;
-#  - SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=0, then node-init.sh as PID 1, which remounts the v1 controllers
-#    writable (so that kubelet and runc can make cgroups) before it becomes systemd. Each node runs
+#  - SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=0, then a unit inside the node (helix-node-setup.service) that
+#    remounts the v1 controllers writable, so that kubelet and runc can make cgroups. Each node runs
 #    in its own cgroups <this script's cgroup>/helix/<NAME> (made here, removed on `down`), which are
 #    the root of its cgroup namespace; no other cgroup is touched;
 #  - fake values for the few global kernel settings kubelet insists on (it would otherwise try to
@@ -88,7 +88,10 @@ node_root() {
     mkdir -p "$dir"/{upper,work,root,containerd}
     mountpoint -q "$dir/root" || mount -t overlay overlay \
         -o "lowerdir=$rootfs,upperdir=$dir/upper,workdir=$dir/work" "$dir/root"
-    install -m 0755 "$HERE/node-init.sh" "$dir/root/usr/local/sbin/helix-init"
+    install -m 0755 "$HERE/node-setup.sh" "$dir/root/usr/local/sbin/helix-node-setup"
+    install -m 0644 "$HERE/helix-node-setup.service" "$dir/root/etc/systemd/system/helix-node-setup.service"
+    mkdir -p "$dir/root/etc/systemd/system/sysinit.target.wants"
+    ln -sf ../helix-node-setup.service "$dir/root/etc/systemd/system/sysinit.target.wants/helix-node-setup.service"
     echo "$dir/root"
 }
 
@@ -107,12 +110,11 @@ boot() {
     SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=0 SYSTEMD_NSPAWN_API_VFS_WRITABLE=network setsid sh -c \
         'for f in $(sed "s|$|/cgroup.procs|" "$0"); do echo $$ > "$f"; done; exec "$@"' \
         "$dir/cgroups" systemd-nspawn \
-        -D "$dir/root" -M "$name" --register=no --keep-unit --kill-signal=SIGRTMIN+3 \
+        -D "$dir/root" -M "$name" --register=no --keep-unit -b \
         --network-namespace-path="/run/netns/$ns" \
         --capability=all --system-call-filter="add_key keyctl bpf @mount @swap" \
         --bind="$dir/containerd:/var/lib/containerd" \
         --bind=/dev/kmsg \
-        /usr/local/sbin/helix-init \
         > "$dir/console.log" 2>&1 < /dev/null &
     echo $! > "$dir/pid"
     echo $!

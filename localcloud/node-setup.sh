@@ -1,11 +1,6 @@
 #!/bin/sh
-# The first process of a local cloud node (node.sh boots it as PID 1): sets up what only local cloud
-# nodes need, then becomes the node's systemd. Real EC2 nodes have their own kernel and a writable
-# cgroup tree.
-# It runs before systemd, not as a unit of it: a unit that remounted the controllers raced systemd,
-# which had already made some units' cgroups in the old mounts; those units then failed with
-# 219/CGROUP ("Failed to attach to cgroup /system.slice/systemd-user-sessions.service: No such file
-# or directory"), and a failed systemd-user-sessions leaves /run/nologin, so SSH refused every login.
+# Runs inside a local cloud node at boot (helix-node-setup.service), before containerd and kubelet.
+# Only local cloud nodes need this; real EC2 nodes have their own kernel and a writable cgroup tree.
 set -eu
 
 # 1. nspawn mounts the cgroup v1 controllers read-only. Mount them again, writable: they then show
@@ -31,5 +26,3 @@ done
 
 # 3. Mount propagation as on a real node (kubelet and containerd expect a shared root).
 mount --make-rshared /
-
-exec /sbin/init "$@"
