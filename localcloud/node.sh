@@ -23,7 +23,12 @@ set -euo pipefail
 
 STATE="${HELIX_LOCALCLOUD_STATE:-/run/helix-localcloud/default}"
 CGROUP_TOP=helix
-CONTROLLERS=(cpu cpuacct cpuset memory pids blkio devices freezer hugetlb net_cls net_prio perf_event)
+# unified and systemd: the cgroup2 and name=systemd hierarchies of the host's hybrid layout (no
+# controllers). nspawn puts the node's systemd in <nspawn's own cgroup there>/payload; when nspawn sat in
+# the host's root, every node shared one payload, and one node removing /system.slice/<unit> there made
+# the same unit of another fail to start (219/CGROUP; when that was systemd-user-sessions,
+# /run/nologin stayed and SSH refused every login).
+CONTROLLERS=(unified systemd cpu cpuacct cpuset memory pids blkio devices freezer hugetlb net_cls net_prio perf_event)
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 log() { printf '[node] %s\n' "$*" >&2; }
@@ -41,7 +46,7 @@ host_controllers() {
 # workplace accounts to this session (its memory cgroup) still holds the node.
 node_cgroup() {
     local c=$1 name=$2 own
-    own="$(awk -F: -v c="$c" '$2 == c {print $3}' /proc/self/cgroup)"
+    own="$(awk -F: -v c="$c" '$2 == c || $2 == "name=" c || ($2 == "" && c == "unified") {print $3}' /proc/self/cgroup)"
     echo "/sys/fs/cgroup/$c${own%/}/$CGROUP_TOP/$name"
 }
 
