@@ -14,7 +14,9 @@ and no daemon runs: each image is one layer, assembled from
 - the Debian packages the tier needs: the dependency closure that `apt-cache depends --recurse` gives
   for a few root packages, minus EXCLUDED (maintainer-script machinery and wrappers that an image
   which is unpacked, never configured, does not use), fetched with `apt-get download` into
-  $HELIX_CACHE_DIR/demo_app/debs (default ~/.cache/helix; checked against the SHA256 of the apt index)
+  $HELIX_CACHE_DIR/demo_app/debs (default ~/.cache/helix; checked against the SHA256 of the apt index);
+  apt's answers are kept in $HELIX_CACHE_DIR/demo_app/resolved, keyed by this script, the tiers and
+  the apt state they depend on (package lists, sources, preferences, dpkg status: path, size, mtime),
   and read with `dpkg-deb --fsys-tarfile`, laid out merged-/usr like Debian's own images;
 - for the api, the wheels that api/requirements.lock pins and hashes (fetched with `pip download`
   into $HELIX_CACHE_DIR/demo_app/wheels), unpacked into /usr/local/lib/python3.11/dist-packages;
@@ -54,7 +56,7 @@ import tempfile
 import time
 import zipfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -302,6 +304,32 @@ def candidates(names):
     if missing:
         raise SystemExit(f"no {ARCH} candidate for {', '.join(sorted(missing))} (run apt-get update?)")
     return [packages[n] for n in names]
+
+
+def apt_state():
+    """What apt-cache's answers depend on: the package lists, sources, preferences and dpkg status."""
+    paths = [*Path("/var/lib/apt/lists").glob("*"), *Path("/etc/apt").rglob("*"), Path("/var/lib/dpkg/status")]
+    return sorted(f"{p} {s.st_size} {s.st_mtime_ns}" for p in paths if p.is_file() for s in [p.stat()])
+
+
+def resolve(tiers):
+    """({tier: its package names}, {name: Package}); apt-cache runs only when what it reads has changed."""
+    key = {
+        "script": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+        "roots": {tier: TIERS[tier].packages for tier in tiers},
+        "apt": apt_state(),
+    }
+    cached = CACHE / "resolved" / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()}.json"
+    if cached.is_file():
+        answer = json.loads(cached.read_text())
+        return answer["closures"], {name: Package(**fields) for name, fields in answer["records"].items()}
+    closures = {tier: closure(TIERS[tier].packages) for tier in tiers}
+    records = {p.name: p for p in candidates(sorted({n for names in closures.values() for n in names}))}
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_suffix(".partial")
+    partial.write_text(json.dumps({"closures": closures, "records": {n: asdict(p) for n, p in records.items()}}))
+    os.replace(partial, cached)
+    return closures, records
 
 
 def sha256_file(path):
@@ -801,8 +829,7 @@ def main():
         raise SystemExit(f"the images are {ARCH}; this machine's packages are {arch}")
 
     start = time.monotonic()
-    closures = {tier: closure(TIERS[tier].packages) for tier in tiers}
-    records = {p.name: p for p in candidates(sorted({n for names in closures.values() for n in names}))}
+    closures, records = resolve(tiers)
     fetch(list(records.values()))
 
     wheels = {tier: fetch_wheels(HERE / TIERS[tier].wheels) if TIERS[tier].wheels else [] for tier in tiers}

@@ -26,6 +26,11 @@ the key>` and expiresAt is `expires`: now + HELIX_ECR_TOKEN_TTL seconds (default
 The local registry's front (localcloud/ecr_front.py) holds the same key and refuses a password it did
 not sign or whose time is up. Without the variable, moto's own fixed token stands.
 
+And DescribeLaunchTemplates answers each template's tags as they are now, as EC2 does (Amazon EC2 API
+Reference, LaunchTemplate: "Tags - The tags for the launch template"); moto answers the tags the
+template was created with (moto/ec2/models/launch_templates.py: `self.tags = self.get_tags()` in
+__init__), so tags added by CreateTags never show and a run that checks them tags again every time.
+
     python tests/moto_server.py -H 127.0.0.1 -p PORT -c CERT -k KEY     (moto_server's arguments)
 """
 
@@ -41,6 +46,7 @@ import time
 from datetime import datetime, timezone
 
 from moto.core.responses import ActionResult
+from moto.ec2.models.launch_templates import LaunchTemplate
 from moto.ecr.responses import ECRResponse
 from moto.iam import access_control
 from moto.server import main
@@ -126,6 +132,8 @@ def get_authorization_token(self):
 _get_authorization_token = ECRResponse.get_authorization_token
 ECRResponse.get_authorization_token = get_authorization_token
 access_control.IAMPolicyStatement.is_action_permitted = is_action_permitted
+# The setter ignores the snapshot __init__ assigns.
+LaunchTemplate.tags = property(LaunchTemplate.get_tags, lambda self, value: None)
 access_control.IAMPolicyStatement._check_principal = check_principal
 access_control.IAMRequestBase._check_role_trust_relationship = check_role_trust_relationship
 

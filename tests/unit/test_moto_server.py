@@ -1,5 +1,6 @@
 """tests/moto_server.py: the TLS-only statement never applies on a TLS-only endpoint; others still do.
-ECR tokens: moto's fixed one, or with a token key, signed ones that expire after their TTL."""
+ECR tokens: moto's fixed one, or with a token key, signed ones that expire after their TTL.
+Launch templates: their tags as they are now."""
 
 from __future__ import annotations
 
@@ -42,6 +43,18 @@ def test_the_tls_only_deny_does_not_apply_to_requests_over_tls():
 def test_other_denies_still_apply():
     deny = {"Effect": "Deny", "Principal": "*", "Action": "s3:DeleteBucket", "Resource": BUCKET}
     assert policy(deny).is_action_permitted("s3:DeleteBucket", BUCKET) == PermissionResult.DENIED
+
+
+def test_a_launch_template_shows_the_tags_added_after_it_was_made():
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="us-east-1")
+        template = ec2.create_launch_template(
+            LaunchTemplateName="helix-lt", LaunchTemplateData={"InstanceType": "t3.small"}
+        )
+        template_id = template["LaunchTemplate"]["LaunchTemplateId"]
+        ec2.create_tags(Resources=[template_id], Tags=[{"Key": "owner", "Value": "helix"}])
+        described = ec2.describe_launch_templates(LaunchTemplateNames=["helix-lt"])["LaunchTemplates"][0]
+    assert described["Tags"] == [{"Key": "owner", "Value": "helix"}]
 
 
 # --- ECR authorization tokens that expire (HELIX_ECR_TOKEN_KEY, HELIX_ECR_TOKEN_TTL) ---
