@@ -132,10 +132,10 @@ def get_authorization_token(self):
 _get_authorization_token = ECRResponse.get_authorization_token
 ECRResponse.get_authorization_token = get_authorization_token
 access_control.IAMPolicyStatement.is_action_permitted = is_action_permitted
-# The setter ignores the snapshot __init__ assigns.
-LaunchTemplate.tags = property(LaunchTemplate.get_tags, lambda self, value: None)
 access_control.IAMPolicyStatement._check_principal = check_principal
 access_control.IAMRequestBase._check_role_trust_relationship = check_role_trust_relationship
+# The setter ignores the snapshot __init__ assigns.
+LaunchTemplate.tags = property(LaunchTemplate.get_tags, lambda self, value: None)
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
