@@ -385,15 +385,18 @@ def test_a_repository_deleted_from_ecr_leaves_the_registry_with_its_blobs_and_ot
     storage = ecr_front.Storage(local_ecr.storage / "data")
     assert {"demo/gone", "demo/gone/child", "demo/kept"} <= storage.repositories()
 
+    def blobs():
+        return {f"sha256:{p.name}" for p in (storage.blobs_dir / "sha256").glob("*/*")}
+
     ecr.delete_repository(repositoryName="demo/gone", force=True)
+    # The sweep removes the repository's directory, then the unlinked blobs: wait for both.
     deadline = time.monotonic() + 10
-    while "demo/gone" in storage.repositories() and time.monotonic() < deadline:
+    while ("demo/gone" in storage.repositories() or only_gone in blobs()) and time.monotonic() < deadline:
         time.sleep(0.1)
 
     assert "demo/gone" not in storage.repositories()
     assert {"demo/gone/child", "demo/kept"} <= storage.repositories()
-    blobs = {f"sha256:{p.name}" for p in (storage.blobs_dir / "sha256").glob("*/*")}
-    assert shared_layer in blobs and only_gone not in blobs
+    assert shared_layer in blobs() and only_gone not in blobs()
     assert local_ecr.request("GET", f"/v2/demo/kept/blobs/{shared_layer}")[2] == gzip.compress(shared, mtime=0)
     assert local_ecr.request("HEAD", f"/v2/demo/kept/manifests/{kept}", headers={"Accept": DOCKER_MANIFEST})[0] == 200
     assert local_ecr.request("GET", "/v2/demo/gone/tags/list")[0] == 404
