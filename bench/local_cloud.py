@@ -3,14 +3,16 @@
     python -m bench.local_cloud [--workers 1,2,4] [--port 5080] [--cluster-name N] [--vpc-cidr C]
                                                                     (root; `make bench-local-cloud`)
 
-For each worker count: a fresh local cloud (localcloud/localcloud.sh, nothing on its endpoint), then
-`site.yml -i inventories/local -e worker_count=N` timed from start to finish (every layer: the cluster
-layer ends when every Node is Ready, the application layer when the ui's URL answers the ui page and
-/api through it), then the same again (nothing to change) once the fresh cluster has settled (the 1-minute load average
-under SETTLED_LOAD, waited for at most SETTLE_SECONDS: new nodes start pods and pull images for a few
-minutes, and a no-op beside that measures the start-up, not the re-run), then destroy.yml. The machine's
-load average is recorded before each run: other jobs on it slow both runs. The create's seconds to every Node
-Ready are where the application layer's first task starts (ansible.posix.profile_tasks' running total).
+For each worker count: a fresh local cloud (localcloud/localcloud.sh, nothing on its endpoint) on a
+settled machine, then `site.yml -i inventories/local -e worker_count=N` timed from start to finish
+(every layer: the cluster layer ends when every Node is Ready, the application layer when the ui's URL
+answers the ui page and /api through it), then the same again (nothing to change) once the fresh
+cluster has settled, then destroy.yml. Settled: the 1-minute load average under SETTLED_LOAD, waited
+for at most SETTLE_SECONDS (new nodes start pods and pull images for a few minutes, and the previous
+count's destroy shuts its nodes down; a run beside that measures them, not the run). The machine's
+load average is recorded before each run: other jobs on it slow both runs. The create's seconds to
+every Node Ready are where the application layer's first task starts (ansible.posix.profile_tasks'
+running total).
 Writes bench/results/local_cloud.md; each run's output, with every task's seconds, goes to .cache/bench/logs/.
 """
 
@@ -78,6 +80,7 @@ def nodes_ready_after(output):
 def measure(workers, port, settings):
     settings = {**settings, "worker_count": workers}
     with LocalCloud(port) as cloud:
+        settle()  # the previous count's destroy may still be shutting nodes down
         create, created, create_load = timed("site.yml", cloud, settings, f"{workers}-create")
         settle()
         noop, rerun, noop_load = timed("site.yml", cloud, settings, f"{workers}-noop")
@@ -112,7 +115,8 @@ def table(rows):
         "",
         f"Load average: the 1-minute load of the {os.cpu_count()}-core machine when each run started; above "
         f"{os.cpu_count()} other jobs were running beside the benchmark and every figure is an upper bound. "
-        f"The no-op starts once the load is under {SETTLED_LOAD} (or after {SETTLE_SECONDS} s of waiting).",
+        f"The create and the no-op start once the load is under {SETTLED_LOAD} (or after {SETTLE_SECONDS} s "
+        "of waiting).",
     ]
     return "\n".join(lines) + "\n"
 
