@@ -7,37 +7,45 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: ecr_image
-short_description: Push a container image from a local archive to an ECR repository
+short_description: Push container images from local archives to ECR repositories
 version_added: 0.1.0
 description:
-  - Pushes the image of an OCI image layout archive (a tar with C(oci-layout), C(index.json) and
-    C(blobs/sha256/<hex>), as C(demo_app/build_images.py) writes it) to an ECR repository under a tag,
+  - Pushes the image of each OCI image layout archive (a tar with C(oci-layout), C(index.json) and
+    C(blobs/sha256/<hex>), as C(demo_app/build_images.py) writes it) to its ECR repository under a tag,
     with the Docker Registry HTTP API v2 over HTTPS. No container engine and no registry client program
     are needed.
-  - The manifest's bytes are pushed as they are in the archive, so the image's digest in ECR is the
-    digest that the archive's C(index.json) names.
-  - Authenticates with an ECR authorization token (C(ecr:GetAuthorizationToken)). The token is never
-    returned or logged.
-  - When the tag already points to the archive's manifest, nothing is uploaded and nothing changes.
+  - The manifest's bytes are pushed as they are in the archive, so an image's digest in ECR is the
+    digest that its archive's C(index.json) names.
+  - Authenticates with one ECR authorization token (C(ecr:GetAuthorizationToken)) for every image. The token is
+    never returned or logged.
+  - Every archive is read and every repository looked up before anything is pushed.
+  - When the tag already points to an archive's manifest, nothing is uploaded for it and nothing changes.
     Otherwise only the blobs the repository lacks are uploaded, then the manifest is put under the tag.
+    The images are pushed in the order given.
 author:
   - Helix platform engineering (@helix)
 options:
-  archive:
-    description:
-      - Path of the image archive on the host the module runs on.
-      - Its C(index.json) must name exactly one image, whose manifest has the media type
-        C(application/vnd.docker.distribution.manifest.v2+json) or C(application/vnd.oci.image.manifest.v1+json).
-    type: path
+  images:
+    description: The images to push, each an archive and the repository it goes to.
+    type: list
+    elements: dict
     required: true
-  repository:
-    description:
-      - Name of the ECR repository, for example C(demo/api). It must exist; M(helix.kubeadm_aws.ecr_repositories)
-        makes it.
-    type: str
-    required: true
+    suboptions:
+      archive:
+        description:
+          - Path of the image archive on the host the module runs on.
+          - Its C(index.json) must name exactly one image, whose manifest has the media type
+            C(application/vnd.docker.distribution.manifest.v2+json) or C(application/vnd.oci.image.manifest.v1+json).
+        type: path
+        required: true
+      repository:
+        description:
+          - Name of the ECR repository, for example C(demo/api). It must exist; M(helix.kubeadm_aws.ecr_repositories)
+            makes it.
+        type: str
+        required: true
   tag:
-    description: Tag to put the image under, for example C(0.1.0).
+    description: Tag to put every image under, for example C(0.1.0).
     type: str
     required: true
   registry_url:
@@ -53,7 +61,7 @@ extends_documentation_fragment:
   - amazon.aws.boto3
   - helix.kubeadm_aws.aws
 notes:
-  - The caller needs C(ecr:GetAuthorizationToken) and C(ecr:DescribeRepositories), and on the repository
+  - The caller needs C(ecr:GetAuthorizationToken) and C(ecr:DescribeRepositories), and on each repository
     C(ecr:BatchGetImage), C(ecr:BatchCheckLayerAvailability), C(ecr:InitiateLayerUpload),
     C(ecr:UploadLayerPart), C(ecr:CompleteLayerUpload) and C(ecr:PutImage).
   - Each blob is uploaded in one request (POST, then a monolithic PUT), streamed from the archive.
@@ -61,28 +69,32 @@ notes:
 attributes:
   check_mode:
     support: full
-    description: Reads the tag and which blobs the repository has, and uploads nothing.
+    description: Reads each tag and which blobs each repository has, and uploads nothing.
   diff_mode:
     support: full
-    description: Shows the digest the tag pointed to before and points to after.
+    description: Shows, by repository, the digest the tag pointed to before and points to after.
 """
 
 EXAMPLES = r"""
-- name: Push the demo's api image
+- name: Push the demo's images
   helix.kubeadm_aws.ecr_image:
-    archive: "{{ playbook_dir }}/../.cache/images/api.tar"
-    repository: demo/api
+    images:
+      - archive: "{{ playbook_dir }}/../.cache/images/api.tar"
+        repository: demo/api
+      - archive: "{{ playbook_dir }}/../.cache/images/ui.tar"
+        repository: demo/ui
     tag: "0.1.0"
   register: pushed
 
 - name: Deploy by digest
   ansible.builtin.debug:
-    msg: "image: {{ pushed.image }}"
+    msg: "images: {{ pushed.images | map(attribute='image') }}"
 
 - name: Push to the local cloud's registry, which stands in for ECR
   helix.kubeadm_aws.ecr_image:
-    archive: /tmp/images/ui.tar
-    repository: demo/ui
+    images:
+      - archive: /tmp/images/ui.tar
+        repository: demo/ui
     tag: "0.1.0"
     registry_url: https://127.0.0.1:5056
     endpoint_url: https://127.0.0.1:5055
@@ -90,32 +102,44 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-digest:
-  description: Digest of the image's manifest, which the tag points to.
+images:
+  description: Each image as pushed (in check mode, as it would be), in the order given.
   returned: success
-  type: str
-  sample: sha256:0b9f8b7d6a3f1e0c5d4b2a1908f7e6d5c4b3a29180f7e6d5c4b3a29180f7e6d5
-image:
-  description: The image by digest, with the ECR registry host of the authorization token.
-  returned: success
-  type: str
-  sample: "123456789012.dkr.ecr.us-east-1.amazonaws.com/demo/api@\
-    sha256:0b9f8b7d6a3f1e0c5d4b2a1908f7e6d5c4b3a29180f7e6d5c4b3a29180f7e6d5"
+  type: list
+  elements: dict
+  contains:
+    repository:
+      description: The repository, as given.
+      type: str
+      sample: demo/api
+    digest:
+      description: Digest of the image's manifest, which the tag points to.
+      type: str
+      sample: sha256:0b9f8b7d6a3f1e0c5d4b2a1908f7e6d5c4b3a29180f7e6d5c4b3a29180f7e6d5
+    image:
+      description: The image by digest, with the ECR registry host of the authorization token.
+      type: str
+      sample: "123456789012.dkr.ecr.us-east-1.amazonaws.com/demo/api@\
+        sha256:0b9f8b7d6a3f1e0c5d4b2a1908f7e6d5c4b3a29180f7e6d5c4b3a29180f7e6d5"
+    changed:
+      description: Whether the tag was moved to this image (in check mode, would be).
+      type: bool
+      sample: false
+    uploaded_blobs:
+      description:
+        - Number of blobs (config and layers) uploaded because the repository did not have them.
+        - In check mode, the number that would be uploaded.
+      type: int
+      sample: 2
 tag:
   description: The tag, as given.
   returned: success
   type: str
   sample: "0.1.0"
-uploaded_blobs:
-  description:
-    - Number of blobs (config and layers) uploaded because the repository did not have them.
-    - In check mode, the number that would be uploaded.
-  returned: success
-  type: int
-  sample: 2
 """
 
-import re  # noqa: E402 - imports follow the documentation in Ansible modules
+import contextlib  # noqa: E402 - imports follow the documentation in Ansible modules
+import re  # noqa: E402
 
 from ansible_collections.helix.kubeadm_aws.plugins.module_utils.aws import (  # noqa: E402
     BotoCoreError,
@@ -184,44 +208,65 @@ def push(registry, archive, repository, tag, check_mode):
     return True, before, len(missing)
 
 
-def ensure_pushed(aws, archive, repository, tag):
+def ensure_pushed(aws, archives, tag):
+    """archives: (repository, ImageArchive) pairs, every repository checked before the first push."""
     ecr = aws.client("ecr")
-    check_repository(aws, ecr, repository)
+    for repository, _archive in archives:
+        check_repository(aws, ecr, repository)
     host, user, password = get_credentials(aws, ecr)
     registry = registry_for(aws, host, user, password)
-    try:
-        changed, before, uploaded = push(registry, archive, repository, tag, aws.check_mode)
-    except RegistryError as e:
-        if "NAME_UNKNOWN" in e.codes:
-            missing_repository(aws, repository)
-        aws.fail_json(msg=f"ecr_image: pushing {repository}:{tag} to {registry.url} failed: {e}")
+    images, before, after = [], {}, {}
+    for repository, archive in archives:
+        try:
+            changed, before_digest, uploaded = push(registry, archive, repository, tag, aws.check_mode)
+        except RegistryError as e:
+            if "NAME_UNKNOWN" in e.codes:
+                missing_repository(aws, repository)
+            aws.fail_json(msg=f"ecr_image: pushing {repository}:{tag} to {registry.url} failed: {e}")
+        images.append(
+            dict(
+                repository=repository,
+                digest=archive.digest,
+                image=f"{host}/{repository}@{archive.digest}",
+                changed=changed,
+                uploaded_blobs=uploaded,
+            )
+        )
+        if before_digest:
+            before[repository] = before_digest
+        after[repository] = archive.digest
     return dict(
-        changed=changed,
-        digest=archive.digest,
-        image=f"{host}/{repository}@{archive.digest}",
+        changed=any(image["changed"] for image in images),
+        images=images,
         tag=tag,
-        uploaded_blobs=uploaded,
-        diff=dict(before={"digest": before} if before else {}, after={"digest": archive.digest}),
+        diff=dict(before=before, after=after),
     )
 
 
 def main():
     argument_spec = dict(
-        archive=dict(type="path", required=True),
-        repository=dict(type="str", required=True),
+        images=dict(
+            type="list",
+            elements="dict",
+            required=True,
+            options=dict(archive=dict(type="path", required=True), repository=dict(type="str", required=True)),
+        ),
         tag=dict(type="str", required=True),
         registry_url=dict(type="str"),
     )
     aws = HelixAWSModule(argument_spec, supports_check_mode=True)
-    repository, tag = aws.params["repository"], aws.params["tag"]
+    tag = aws.params["tag"]
     if not TAG.fullmatch(tag):
         aws.fail_json(msg=f"ecr_image: {tag!r} is not an image tag (letters, digits, _ . -; at most 128 characters)")
-    try:
-        archive = ImageArchive(aws.params["archive"])
-    except ArchiveError as e:
-        aws.fail_json(msg=f"ecr_image: {repository}:{tag}: {e}")
-    with archive:
-        result = ensure_pushed(aws, archive, repository, tag)
+    with contextlib.ExitStack() as stack:
+        archives = []
+        for image in aws.params["images"]:
+            try:
+                archive = ImageArchive(image["archive"])
+            except ArchiveError as e:
+                aws.fail_json(msg=f"ecr_image: {image['repository']}:{tag}: {e}")
+            archives.append((image["repository"], stack.enter_context(archive)))
+        result = ensure_pushed(aws, archives, tag)
     aws.exit_json(**result)
 
 

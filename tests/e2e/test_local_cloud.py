@@ -215,8 +215,7 @@ def test_pods_pull_from_ecr_without_a_pull_secret(local_cloud, cluster, capsys, 
         capsys,
         ecr_image,
         {
-            "archive": str(pause_image(tmp_path / "pause.tar")),
-            "repository": f"{CLUSTER}/api",
+            "images": [{"archive": str(pause_image(tmp_path / "pause.tar")), "repository": f"{CLUSTER}/api"}],
             "tag": "pull-test",
             "registry_url": f"https://127.0.0.1:{local_cloud.port + 1}",
             "endpoint_url": local_cloud.url,
@@ -229,8 +228,9 @@ def test_pods_pull_from_ecr_without_a_pull_secret(local_cloud, cluster, capsys, 
     assert not pushed.get("failed"), pushed
     api = core(kubeconfig)
     assert not [s for s in api.list_secret_for_all_namespaces().items if s.type == "kubernetes.io/dockerconfigjson"]
-    FIRST_PULL.update(image=pushed["image"], log_start=front_log(local_cloud).stat().st_size)
-    pull(api, "pull-test", pushed["image"])
+    image = pushed["images"][0]["image"]
+    FIRST_PULL.update(image=image, log_start=front_log(local_cloud).stat().st_size)
+    pull(api, "pull-test", image)
     FIRST_PULL["log_end"] = front_log(local_cloud).stat().st_size
 
 

@@ -148,7 +148,15 @@ def archive(tmp_path):
 
 
 def push(capsys, aws, registry, archive_path, repository, tag="1.0", check_mode=False):
-    args = dict(archive=str(archive_path), repository=repository, tag=tag, registry_url=registry.url)
+    return push_all(capsys, aws, registry, [(archive_path, repository)], tag=tag, check_mode=check_mode)
+
+
+def push_all(capsys, aws, registry, images, tag="1.0", check_mode=False):
+    args = dict(
+        images=[dict(archive=str(path), repository=repository) for path, repository in images],
+        tag=tag,
+        registry_url=registry.url,
+    )
     return run_module(capsys, ecr_image, args, aws=aws, check_mode=check_mode)
 
 
@@ -164,11 +172,18 @@ def test_first_push_uploads_every_blob_and_the_registry_serves_the_archives_mani
     result = push(capsys, aws, registry, path, repository)
     assert not result.get("failed"), result
     assert result["changed"] is True
-    assert result["digest"] == digest == manifest_digest_in_index(path)
-    assert result["image"] == f"{ECR_HOST}/{repository}@{digest}"
+    assert digest == manifest_digest_in_index(path)
+    assert result["images"] == [
+        {
+            "repository": repository,
+            "digest": digest,
+            "image": f"{ECR_HOST}/{repository}@{digest}",
+            "changed": True,
+            "uploaded_blobs": 2,  # config and layer
+        }
+    ]
     assert result["tag"] == "1.0"
-    assert result["uploaded_blobs"] == 2  # config and layer
-    assert result["diff"] == {"before": {}, "after": {"digest": digest}}
+    assert result["diff"] == {"before": {}, "after": {repository: digest}}
     status, headers, body = registry.request("GET", f"/v2/{repository}/manifests/1.0")
     assert status == 200
     assert headers["Docker-Content-Digest"] == digest
@@ -190,9 +205,9 @@ def test_a_second_push_changes_nothing_and_uploads_nothing(capsys, aws, registry
     assert push(capsys, aws, registry, path, repository)["changed"] is True
     result = push(capsys, aws, registry, path, repository)
     assert result["changed"] is False
-    assert result["uploaded_blobs"] == 0
-    assert result["digest"] == digest
-    assert result["diff"] == {"before": {"digest": digest}, "after": {"digest": digest}}
+    assert result["images"][0]["uploaded_blobs"] == 0
+    assert result["images"][0]["digest"] == digest
+    assert result["diff"] == {"before": {repository: digest}, "after": {repository: digest}}
 
 
 def test_check_mode_reports_the_push_and_uploads_nothing(capsys, aws, registry, repository, archive):
@@ -200,8 +215,8 @@ def test_check_mode_reports_the_push_and_uploads_nothing(capsys, aws, registry, 
     result = push(capsys, aws, registry, path, repository, check_mode=True)
     assert not result.get("failed"), result
     assert result["changed"] is True
-    assert result["uploaded_blobs"] == 2  # would be
-    assert result["diff"] == {"before": {}, "after": {"digest": digest}}
+    assert result["images"][0]["uploaded_blobs"] == 2  # would be
+    assert result["diff"] == {"before": {}, "after": {repository: digest}}
     assert registry.status("HEAD", f"/v2/{repository}/manifests/1.0") == 404
     with tarfile.open(path) as tar:
         blobs = [m.name for m in tar.getmembers() if m.name.startswith("blobs/sha256/") and m.isfile()]
@@ -217,9 +232,9 @@ def test_new_content_under_the_same_tag_moves_the_tag_and_uploads_only_new_blobs
     second = write_image(changed, b"hello\n", cmd=("/hello", "--loud"))  # same layer, another config
     result = push(capsys, aws, registry, changed, repository)
     assert result["changed"] is True
-    assert result["digest"] == second != first
-    assert result["uploaded_blobs"] == 1
-    assert result["diff"] == {"before": {"digest": first}, "after": {"digest": second}}
+    assert result["images"][0]["digest"] == second != first
+    assert result["images"][0]["uploaded_blobs"] == 1
+    assert result["diff"] == {"before": {repository: first}, "after": {repository: second}}
     assert registry.request("HEAD", f"/v2/{repository}/manifests/1.0")[1]["Docker-Content-Digest"] == second
 
 
@@ -234,7 +249,9 @@ def test_a_missing_repository_fails_naming_it(capsys, aws, registry, archive):
 
 def test_an_unreachable_registry_fails_naming_the_image_and_the_url(capsys, aws, registry, repository, archive):
     args = dict(
-        archive=str(archive[0]), repository=repository, tag="1.0", registry_url=f"https://127.0.0.1:{free_port()}"
+        images=[dict(archive=str(archive[0]), repository=repository)],
+        tag="1.0",
+        registry_url=f"https://127.0.0.1:{free_port()}",
     )
     result = run_module(capsys, ecr_image, args, aws=aws)
     assert result["failed"] is True
@@ -251,6 +268,35 @@ def test_an_archive_that_is_no_oci_layout_fails_naming_the_image(capsys, aws, re
     result = push(capsys, aws, registry, path, repository)
     assert result["failed"] is True
     assert result["msg"] == f"ecr_image: {repository}:1.0: {path} is not an OCI image layout (no oci-layout file)"
+
+
+def test_images_of_one_call_are_pushed_in_order_each_only_when_its_tag_moves(
+    capsys, aws, registry, repository, archive, tmp_path
+):
+    path, first = archive
+    other = f"{repository}-other"
+    aws.client("ecr").create_repository(repositoryName=other)
+    assert push(capsys, aws, registry, path, repository)["changed"] is True
+    second_path = tmp_path / "second.tar"
+    second = write_image(second_path, b"other\n")
+    result = push_all(capsys, aws, registry, [(path, repository), (second_path, other)])
+    assert not result.get("failed"), result
+    assert result["changed"] is True
+    assert [(i["repository"], i["digest"], i["changed"]) for i in result["images"]] == [
+        (repository, first, False),
+        (other, second, True),
+    ]
+    assert registry.request("HEAD", f"/v2/{other}/manifests/1.0")[1]["Docker-Content-Digest"] == second
+
+
+def test_every_archive_is_read_before_anything_is_pushed(capsys, aws, registry, repository, archive, tmp_path):
+    broken = tmp_path / "broken.tar"
+    with tarfile.open(broken, "w"):
+        pass
+    result = push_all(capsys, aws, registry, [(archive[0], repository), (broken, repository)])
+    assert result["failed"] is True
+    assert result["msg"].startswith(f"ecr_image: {repository}:1.0: {broken} ")
+    assert registry.status("HEAD", f"/v2/{repository}/manifests/1.0") == 404
 
 
 def test_a_bad_tag_fails_before_anything_is_read(capsys, aws, registry, repository, archive):

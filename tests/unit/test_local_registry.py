@@ -268,10 +268,10 @@ def test_the_ecr_image_module_pushes_through_the_front_and_describe_images_agree
     }
     archive = tmp_path / "image.tar"
     digest = build_images.write_archive(archive, "helix-test/hello:1", config, gzip.compress(raw.getvalue(), mtime=0))
-    args = dict(archive=str(archive), repository=repository, tag="1.0", registry_url=local_ecr.url)
+    args = dict(images=[dict(archive=str(archive), repository=repository)], tag="1.0", registry_url=local_ecr.url)
     result = run_module(capsys, ecr_image, args, aws=local_ecr.moto)
     assert not result.get("failed"), result
-    assert result["digest"] == digest
+    assert result["images"][0]["digest"] == digest
     assert local_ecr.images(repository) == {(digest, ("1.0",))}
     assert run_module(capsys, ecr_image, args, aws=local_ecr.moto)["changed"] is False
 
