@@ -10,7 +10,8 @@ answers the ui page and /api through it), then the same again (nothing to change
 cluster has settled, then destroy.yml. Settled: the 1-minute load average under SETTLED_LOAD, waited
 for at most SETTLE_SECONDS (new nodes start pods and pull images for a few minutes, and the previous
 count's destroy shuts its nodes down; a run beside that measures them, not the run). The machine's
-load average is recorded before each run: other jobs on it slow both runs. The create's seconds to
+load average is recorded before each run (other jobs on it slow both runs), and the share of its CPU
+time the hypervisor took during each run (a host busy with other guests slows this one). The create's seconds to
 every Node Ready are where the application layer's first task starts (ansible.posix.profile_tasks'
 running total).
 Writes bench/results/local_cloud.md; each run's output, with every task's seconds, goes to .cache/bench/logs/.
@@ -49,16 +50,27 @@ def variables(cluster_name, vpc_cidr):
     }
 
 
+def cpu_times():
+    """(time the hypervisor took from this machine's CPUs, all CPU time), from /proc/stat, in ticks."""
+    with open("/proc/stat") as f:
+        user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in f.readline().split()[1:9])
+    return steal, user + nice + system + idle + iowait + irq + softirq + steal
+
+
 def timed(playbook, cloud, settings, log_name):
+    """(seconds, result, (load average at the start, share of the CPU time the host took during the run))."""
     load = os.getloadavg()[0]
+    steal_before, total_before = cpu_times()
     start = time.monotonic()
     result = run_playbook(playbook, cloud.url, settings, env={**cloud.env, **PROFILED})
     seconds = time.monotonic() - start
+    steal_after, total_after = cpu_times()
+    stolen = (steal_after - steal_before) / max(total_after - total_before, 1)
     LOGS.mkdir(parents=True, exist_ok=True)
     (LOGS / f"local_cloud-{log_name}.log").write_text(result.output)
     if result.returncode:
         raise SystemExit(f"{playbook} {settings} failed:\n{result.output[-4000:]}")
-    return seconds, result, load
+    return seconds, result, (load, stolen)
 
 
 def settle():
@@ -81,9 +93,9 @@ def measure(workers, port, settings):
     settings = {**settings, "worker_count": workers}
     with LocalCloud(port) as cloud:
         settle()  # the previous count's destroy may still be shutting nodes down
-        create, created, create_load = timed("site.yml", cloud, settings, f"{workers}-create")
+        create, created, create_conditions = timed("site.yml", cloud, settings, f"{workers}-create")
         settle()
-        noop, rerun, noop_load = timed("site.yml", cloud, settings, f"{workers}-noop")
+        noop, rerun, noop_conditions = timed("site.yml", cloud, settings, f"{workers}-noop")
         timed("destroy.yml", cloud, settings, f"{workers}-destroy")
     return {
         "workers": workers,
@@ -91,7 +103,7 @@ def measure(workers, port, settings):
         "create": create,
         "noop": noop,
         "changed": rerun.changed,
-        "load": (create_load, noop_load),
+        "conditions": (create_conditions, noop_conditions),
     }
 
 
@@ -101,22 +113,24 @@ def table(rows):
         "(node images, binaries, rootfs).",
         "",
         "| nodes | empty endpoint → every Node Ready (s) | → app answering (s) | no-op site.yml (s) "
-        "| no-op / create | changed on no-op | load average before create / no-op |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| no-op / create | changed on no-op | load average before create / no-op | CPU stolen during create / no-op |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         ratio = r["noop"] / r["create"]
-        load = " / ".join(f"{value:.1f}" for value in r["load"])
+        load = " / ".join(f"{load:.1f}" for load, _ in r["conditions"])
+        stolen = " / ".join(f"{stolen:.0%}" for _, stolen in r["conditions"])
         lines.append(
             f"| 1 + {r['workers']} | {r['ready']:.0f} | {r['create']:.0f} | {r['noop']:.0f} | {ratio:.2f} "
-            f"| {r['changed']} | {load} |"
+            f"| {r['changed']} | {load} | {stolen} |"
         )
     lines += [
         "",
         f"Load average: the 1-minute load of the {os.cpu_count()}-core machine when each run started; above "
         f"{os.cpu_count()} other jobs were running beside the benchmark and every figure is an upper bound. "
         f"The create and the no-op start once the load is under {SETTLED_LOAD} (or after {SETTLE_SECONDS} s "
-        "of waiting).",
+        "of waiting). CPU stolen: the share of the machine's CPU time its hypervisor gave to other guests "
+        "during the run (steal in /proc/stat); the no-op is CPU-bound, so it slows by about that share.",
     ]
     return "\n".join(lines) + "\n"
 
