@@ -118,8 +118,8 @@ def table(rows):
     ]
     for r in rows:
         ratio = r["noop"] / r["create"]
-        load = " / ".join(f"{load:.1f}" for load, _ in r["conditions"])
-        stolen = " / ".join(f"{stolen:.0%}" for _, stolen in r["conditions"])
+        load = " / ".join(f"{conditions[0]:.1f}" for conditions in r["conditions"])
+        stolen = " / ".join(f"{conditions[1]:.0%}" for conditions in r["conditions"])
         lines.append(
             f"| 1 + {r['workers']} | {r['ready']:.0f} | {r['create']:.0f} | {r['noop']:.0f} | {ratio:.2f} "
             f"| {r['changed']} | {load} | {stolen} |"
